@@ -1,0 +1,33 @@
+"""Rewards: rule graders for each answer type and the shaping that turns a grade into a reward."""
+
+from pyvision_env.rewards.graders import (
+    GRADING_MODES,
+    MRA_CORRECT_ABOVE,
+    MRA_THRESHOLDS,
+    Grade,
+    grade,
+    grade_choice,
+    grade_number,
+    grade_text,
+    mean_relative_accuracy,
+    normalize_text,
+    parse_number,
+)
+from pyvision_env.rewards.shaping import RewardConfig, RewardParts, compute_reward
+
+__all__ = [
+    "GRADING_MODES",
+    "MRA_CORRECT_ABOVE",
+    "MRA_THRESHOLDS",
+    "Grade",
+    "RewardConfig",
+    "RewardParts",
+    "compute_reward",
+    "grade",
+    "grade_choice",
+    "grade_number",
+    "grade_text",
+    "mean_relative_accuracy",
+    "normalize_text",
+    "parse_number",
+]

@@ -1,0 +1,410 @@
+"""The process side of `LocalSandbox`: runs cells in one persistent namespace, capturing output.
+
+The fork server imports this module ahead of time (numpy, PIL and matplotlib come with it), so a
+fresh worker only has to fork. `serve` is the worker's whole life: detach from the parent's
+terminal and process group, load the episode's media as globals, then answer `("run", code)`
+messages with a `CellResult` until the connection closes.
+
+What a cell sees: `image_clue_0, image_clue_1, ...` (PIL RGB images), `video_clue_0, ...`,
+`np`, `plt` (Agg backend), `matplotlib`, `Image` (`PIL.Image`) and `display`. Figures are captured
+when they are really shown: `plt.show()` under any alias, `fig.show()`, `fig.canvas.manager.show()`,
+`display(obj)` and `PIL.Image.Image.show()`. Each is rendered to RGB `uint8` pixels straight from
+the Agg buffer (no PNG encode) and, for pyplot figures, closed.
+"""
+
+from __future__ import annotations
+
+import builtins
+import ctypes
+import importlib
+import io
+import linecache
+import os
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any, Sequence
+
+import matplotlib
+import matplotlib.figure
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.backend_bases import FigureManagerBase
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from PIL import Image
+
+from pyvision_env.sandbox.base import CellError, CellResult, CellStatus, SandboxConfig
+
+VIDEO_HOOK_MODULE = "pyvision_env.media.video"
+CELL_FILENAME_PREFIX = "<cell-"
+
+# Room kept for the truncation marker, so a cut stream stays within `max_output_bytes`.
+_MARKER_RESERVE = 48
+
+# Environment variables a cell keeps; everything else (tokens, keys, cloud credentials) is dropped.
+_ENV_KEEP = ("PATH", "LANG", "LANGUAGE", "TZ", "TERM", "MPLCONFIGDIR", "OMP_NUM_THREADS",
+             "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+_ENV_KEEP_PREFIXES = ("LC_",)
+
+_PR_SET_PDEATHSIG = 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Output capture
+# ---------------------------------------------------------------------------------------------
+
+class CappedText(io.TextIOBase):
+    """A write-only text stream that keeps the first and last characters written, within a budget.
+
+    Memory stays bounded however much is written: the head fills once, the tail is trimmed as it
+    grows. `getvalue()` joins head and tail with a marker saying how many characters were cut,
+    and is never longer than `limit` characters.
+    """
+
+    def __init__(self, limit: int) -> None:
+        keep = max(0, limit - _MARKER_RESERVE)
+        self._head_cap = keep // 2
+        self._tail_cap = keep - self._head_cap
+        self._head: list[str] = []
+        self._head_len = 0
+        self._tail: list[str] = []
+        self._tail_len = 0
+        self._total = 0
+
+    @property
+    def encoding(self) -> str:
+        return "utf-8"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        written = len(text)
+        self._total += written
+        room = self._head_cap - self._head_len
+        if room > 0:
+            self._head.append(text[:room])
+            self._head_len += min(room, written)
+            text = text[room:]
+        if text and self._tail_cap:
+            self._keep_tail(text[-self._tail_cap:])
+        return written
+
+    def _keep_tail(self, text: str) -> None:
+        self._tail.append(text)
+        self._tail_len += len(text)
+        if self._tail_len > 2 * self._tail_cap:
+            joined = "".join(self._tail)[-self._tail_cap:]
+            self._tail = [joined]
+            self._tail_len = len(joined)
+
+    def getvalue(self) -> str:
+        head = "".join(self._head)
+        tail = "".join(self._tail)[-self._tail_cap:] if self._tail_cap else ""
+        cut = self._total - len(head) - len(tail)
+        if cut == 0:
+            return head + tail
+        return f"{head}\n[... {cut} characters cut ...]\n{tail}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Figure capture
+# ---------------------------------------------------------------------------------------------
+
+def _flatten_alpha(rgba: np.ndarray) -> np.ndarray:
+    """RGBA uint8 -> RGB uint8, compositing any transparency over white."""
+    alpha = rgba[..., 3:4]
+    if alpha.min() == 255:
+        return np.ascontiguousarray(rgba[..., :3])
+    weight = alpha.astype(np.float32) / 255.0
+    blended = rgba[..., :3].astype(np.float32) * weight + 255.0 * (1.0 - weight)
+    return np.round(blended).astype(np.uint8)
+
+
+def render_figure(fig: matplotlib.figure.Figure, dpi: float | None = None) -> np.ndarray:
+    """Draw a matplotlib figure with Agg (at `dpi`, default its own) as (H, W, 3) uint8 pixels."""
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    original = fig.dpi
+    if dpi is not None:
+        fig.set_dpi(dpi)
+    try:
+        canvas.draw()
+        return _flatten_alpha(np.asarray(canvas.buffer_rgba()))
+    finally:
+        fig.set_dpi(original)
+
+
+def array_to_rgb(array: np.ndarray) -> np.ndarray:
+    """An image-like array (H, W), (H, W, 1|3|4) -> (H, W, 3) uint8, as `plt.imshow` reads it.
+
+    Floats are taken as 0..1, integers as 0..255; both are clipped.
+    """
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
+        raise ValueError(f"not an image array: shape {array.shape}")
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    elif np.issubdtype(array.dtype, np.floating):
+        array = np.round(np.clip(np.nan_to_num(array), 0.0, 1.0) * 255.0).astype(np.uint8)
+    elif array.dtype != np.uint8:
+        array = np.clip(array, 0, 255).astype(np.uint8)
+    if array.ndim == 2:
+        return np.repeat(array[..., None], 3, axis=2)
+    if array.shape[2] == 4:
+        return _flatten_alpha(array)
+    return np.ascontiguousarray(array)
+
+
+def _is_image_array(obj: Any) -> bool:
+    if not isinstance(obj, np.ndarray) or obj.size == 0:
+        return False
+    return obj.ndim == 2 or (obj.ndim == 3 and obj.shape[2] in (1, 3, 4))
+
+
+class FigureSink:
+    """Collects the figures shown during one cell, within the count and pixel limits."""
+
+    def __init__(self, max_figures: int, max_pixels: int) -> None:
+        self.max_figures = max_figures
+        self.max_pixels = max_pixels
+        self._figures: list[np.ndarray] = []
+        self._dropped = 0
+
+    def add(self, rgb: np.ndarray) -> None:
+        """Keep an image, downscaled to the pixel cap if needed."""
+        if self._full():
+            return
+        height, width = rgb.shape[:2]
+        scale = self._scale(width, height)
+        if scale < 1.0:
+            size = (max(1, int(width * scale)), max(1, int(height * scale)))
+            rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
+        self._figures.append(rgb)
+
+    def add_figure(self, fig: matplotlib.figure.Figure) -> None:
+        """Render and keep a figure; one over the pixel cap is drawn at a lower dpi."""
+        if self._full():
+            return
+        width, height = (int(v) for v in fig.get_size_inches() * fig.dpi)
+        scale = self._scale(width, height)
+        self.add(render_figure(fig, fig.dpi * scale if scale < 1.0 else None))
+
+    def _full(self) -> bool:
+        if len(self._figures) < self.max_figures:
+            return False
+        self._dropped += 1
+        return True
+
+    def _scale(self, width: int, height: int) -> float:
+        if width * height <= self.max_pixels:
+            return 1.0
+        scale = (self.max_pixels / (width * height)) ** 0.5
+        print(f"[sandbox] figure {len(self._figures)} downscaled from {width}x{height} to "
+              f"{int(width * scale)}x{int(height * scale)} (max_figure_pixels={self.max_pixels})",
+              file=sys.stderr)
+        return scale
+
+    def take(self) -> tuple[np.ndarray, ...]:
+        """Return this cell's figures and start afresh; note dropped ones on stderr."""
+        if self._dropped:
+            print(f"[sandbox] {self._dropped} more figure(s) shown in this cell were dropped "
+                  f"(max_figures={self.max_figures})", file=sys.stderr)
+        figures, self._figures, self._dropped = tuple(self._figures), [], 0
+        return figures
+
+
+def install_display_hooks(sink: FigureSink) -> Any:
+    """Route every way of showing a figure or image into `sink`; return the `display` function."""
+
+    def show_figure(fig: matplotlib.figure.Figure) -> None:
+        sink.add_figure(fig)
+        plt.close(fig)
+
+    def pyplot_show(*args: Any, **kwargs: Any) -> None:
+        for number in plt.get_fignums():
+            show_figure(plt.figure(number))
+
+    def figure_show(self: matplotlib.figure.Figure, *args: Any, **kwargs: Any) -> None:
+        show_figure(self)
+
+    def manager_show(self: FigureManagerBase, *args: Any, **kwargs: Any) -> None:
+        show_figure(self.canvas.figure)
+
+    def image_show(self: Image.Image, *args: Any, **kwargs: Any) -> None:
+        sink.add(np.asarray(self.convert("RGB")))
+
+    def display(*objs: Any) -> None:
+        """Show images (PIL, matplotlib Figure, image-like numpy array); print anything else.
+
+        A shown pyplot figure is closed, as `plt.show()` does, so it is never returned twice.
+        """
+        for obj in objs:
+            if isinstance(obj, Image.Image):
+                image_show(obj)
+            elif isinstance(obj, matplotlib.figure.Figure):
+                show_figure(obj)
+            elif _is_image_array(obj):
+                sink.add(array_to_rgb(obj))
+            else:
+                print(repr(obj))
+
+    plt.switch_backend("Agg")
+    plt.show = pyplot_show
+    matplotlib.figure.Figure.show = figure_show
+    FigureManagerBase.show = manager_show
+    Image.Image.show = image_show
+    return display
+
+
+# ---------------------------------------------------------------------------------------------
+# Running cells
+# ---------------------------------------------------------------------------------------------
+
+def _only_cell_frames(exc_info: traceback.TracebackException, seen: set[int]) -> None:
+    """Drop the worker's own frames (and library internals) from a traceback and its chain."""
+    if id(exc_info) in seen:
+        return
+    seen.add(id(exc_info))
+    exc_info.stack = traceback.StackSummary.from_list(
+        [frame for frame in exc_info.stack if frame.filename.startswith(CELL_FILENAME_PREFIX)])
+    for linked in (exc_info.__cause__, exc_info.__context__, *(exc_info.exceptions or ())):
+        if linked is not None:
+            _only_cell_frames(linked, seen)
+
+
+def describe_exception(exc: BaseException) -> CellError:
+    """The `CellError` for an exception raised by a cell, with a traceback of the cell's frames."""
+    exc_info = traceback.TracebackException.from_exception(exc)
+    _only_cell_frames(exc_info, set())
+    try:
+        value = str(exc)
+    except Exception:  # a broken __str__ in user code must not break the worker
+        value = f"<unprintable {type(exc).__name__}>"
+    return CellError(name=type(exc).__name__, value=value, traceback="".join(exc_info.format()))
+
+
+class Session:
+    """One episode's interpreter: the cells' namespace, the cell counter and the capture hooks."""
+
+    def __init__(self, config: SandboxConfig, images: Sequence[np.ndarray],
+                 videos: Sequence[str]) -> None:
+        self.config = config
+        self.sink = FigureSink(config.max_figures, config.max_figure_pixels)
+        self.namespace: dict[str, Any] = {
+            "__name__": "__main__",
+            "__builtins__": builtins,
+            "np": np,
+            "plt": plt,
+            "matplotlib": matplotlib,
+            "Image": Image,
+            "display": install_display_hooks(self.sink),
+        }
+        for index, array in enumerate(images):
+            image = Image.fromarray(array)
+            if image.mode != "RGB":
+                image = image.convert("RGB")
+            self.namespace[f"image_clue_{index}"] = image
+        for index, path in enumerate(videos):
+            self.namespace[f"video_clue_{index}"] = _open_video(path)
+        self.cells = 0
+
+    def run(self, code: str) -> CellResult:
+        """Execute one cell; never raises for anything the code does (short of killing us)."""
+        self.cells += 1
+        filename = f"{CELL_FILENAME_PREFIX}{self.cells}>"
+        linecache.cache[filename] = (len(code), None, code.splitlines(keepends=True), filename)
+        stdout = CappedText(self.config.max_output_bytes)
+        stderr = CappedText(self.config.max_output_bytes)
+        saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = stdout, stderr
+        started = time.monotonic()
+        error = None
+        try:
+            exec(compile(code, filename, "exec", dont_inherit=True), self.namespace)
+        except BaseException as exc:  # SystemExit and KeyboardInterrupt are the cell's errors too
+            error = describe_exception(exc)
+        finally:
+            duration = time.monotonic() - started
+            try:
+                figures = self.sink.take()
+            finally:
+                sys.stdout, sys.stderr = saved
+        return CellResult(
+            status=CellStatus.OK if error is None else CellStatus.ERROR,
+            stdout=stdout.getvalue(),
+            stderr=stderr.getvalue(),
+            error=error,
+            figures=figures,
+            duration=duration,
+        )
+
+
+def _open_video(path: str) -> Any:
+    try:
+        module = importlib.import_module(VIDEO_HOOK_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name != VIDEO_HOOK_MODULE:
+            raise
+        raise RuntimeError(
+            f"cannot load video {path!r}: video support ({VIDEO_HOOK_MODULE}.open_video) is not "
+            "available in this installation") from None
+    return module.open_video(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Process setup and the message loop
+# ---------------------------------------------------------------------------------------------
+
+def _detach(workdir: str) -> None:
+    """Leave the parent's process group and terminal; private cwd; a scrubbed environment.
+
+    Own process group: the parent can kill the worker and anything it started in one call.
+    Parent-death signal: if the fork server (and so the host) dies, the worker dies too.
+    fds 0-2 go to /dev/null, so output written past `sys.stdout` (C code, subprocesses) never
+    reaches the host's terminal. The environment keeps only an allowlist, HOME/TMPDIR = cwd.
+    """
+    os.setsid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: rely on the pipe closing instead
+        pass
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    os.chdir(workdir)
+    kept = {key: value for key, value in os.environ.items()
+            if key in _ENV_KEEP or key.startswith(_ENV_KEEP_PREFIXES)}
+    os.environ.clear()
+    os.environ.update(kept, HOME=workdir, TMPDIR=workdir, PWD=workdir)
+    tempfile.tempdir = None
+
+
+def serve(conn: Connection, config: SandboxConfig, images: Sequence[np.ndarray],
+          videos: Sequence[str], workdir: str) -> None:
+    """The worker's main loop. Replies `("ready", pid)` or `("failed", message)`, then results."""
+    _detach(workdir)
+    try:
+        session = Session(config, images, videos)
+    except Exception as exc:
+        conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message[0] != "run":
+            return
+        conn.send(session.run(message[1]))

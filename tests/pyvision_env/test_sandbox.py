@@ -1,0 +1,396 @@
+"""Tests for the sandbox: `LocalSandbox` behaviour, capture, limits, failures and cleanup."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+from pyvision_env.sandbox import (
+    CellStatus,
+    LocalSandbox,
+    SandboxConfig,
+    SandboxStartError,
+    make_sandbox,
+)
+
+IMAGE = np.random.default_rng(0).integers(0, 256, size=(48, 64, 3), dtype=np.uint8)
+
+
+@pytest.fixture
+def sandbox():
+    with LocalSandbox(SandboxConfig(cell_timeout=10.0)) as box:
+        box.start(images=[IMAGE])
+        yield box
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` is a running (not zombie) process."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _wait_dead(pid: int, seconds: float = 3.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _worker_pid(box: LocalSandbox) -> int:
+    result = box.run("import os; print(os.getpid())")
+    assert result.ok, result.error
+    return int(result.stdout)
+
+
+# -- state and globals ---------------------------------------------------------------------------
+
+def test_state_persists_across_cells(sandbox):
+    assert sandbox.run("x = 41\ndef inc(v):\n    return v + 1").ok
+    result = sandbox.run("print(inc(x))")
+    assert result.status is CellStatus.OK
+    assert result.stdout == "42\n"
+    assert not result.state_lost
+
+
+def test_preloaded_globals(sandbox):
+    sandbox.run(f"EXPECTED = np.frombuffer({IMAGE.tobytes()!r}, np.uint8).reshape({IMAGE.shape})")
+    result = sandbox.run(
+        "print(type(image_clue_0).__name__, image_clue_0.mode, image_clue_0.size)\n"
+        "print(np.__name__, plt.__name__, matplotlib.get_backend().lower(), Image.__name__)\n"
+        "print(np.array_equal(np.asarray(image_clue_0), EXPECTED))")
+    assert result.ok, result.error
+    assert result.stdout.splitlines() == [
+        "Image RGB (64, 48)", "numpy matplotlib.pyplot agg PIL.Image", "True"]
+
+
+def test_several_images_become_numbered_globals():
+    with LocalSandbox() as box:
+        box.start(images=[IMAGE, np.zeros((5, 7), np.uint8)])
+        result = box.run("print(image_clue_0.size, image_clue_1.size, image_clue_1.mode)")
+    assert result.stdout == "(64, 48) (7, 5) RGB\n"
+
+
+def test_bad_image_is_rejected_before_starting():
+    with LocalSandbox() as box, pytest.raises(ValueError, match=r"images\[0\] must be a uint8"):
+        box.start(images=[np.zeros((4, 4, 3), np.float32)])
+
+
+def test_unreadable_video_fails_start_clearly(tmp_path):
+    with LocalSandbox() as box, pytest.raises(SandboxStartError, match="could not load"):
+        box.start(videos=[tmp_path / "missing.mp4"])
+
+
+def test_video_becomes_a_video_clue_global(tmp_path):
+    av = pytest.importorskip("av")
+    pytest.importorskip("pyvision_env.media.video")
+    path = tmp_path / "clip.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for value in range(0, 240, 30):
+            frame = np.full((32, 32, 3), value, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    with LocalSandbox() as box:
+        box.start(videos=[path])
+        result = box.run("print(len(video_clue_0), video_clue_0[0].asnumpy().shape)")
+    assert result.ok, result.error
+    assert result.stdout == "8 (32, 32, 3)\n"
+
+
+# -- output ---------------------------------------------------------------------------------------
+
+def test_stdout_and_stderr_are_captured_separately(sandbox):
+    result = sandbox.run("import sys\nprint('out')\nprint('err', file=sys.stderr)")
+    assert (result.stdout, result.stderr) == ("out\n", "err\n")
+
+
+def test_long_output_keeps_head_and_tail_with_marker():
+    limit = 200
+    with LocalSandbox(SandboxConfig(max_output_bytes=limit)) as box:
+        box.start()
+        result = box.run("print('HEAD' + 'x' * 10_000 + 'TAIL', end='')")
+    assert len(result.stdout) <= limit
+    assert result.stdout.startswith("HEADxxx")
+    assert result.stdout.endswith("xxxTAIL")
+    assert "characters cut" in result.stdout
+
+
+def test_output_at_the_limit_is_not_cut():
+    with LocalSandbox(SandboxConfig(max_output_bytes=200)) as box:
+        box.start()
+        result = box.run("print('y' * 100, end='')")
+    assert result.stdout == "y" * 100
+
+
+def test_printing_50_mb_is_truncated_and_memory_stays_bounded(sandbox):
+    rss = "int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1])"
+    before = int(sandbox.run(f"print({rss})").stdout)
+    result = sandbox.run("line = 'z' * 999\nfor i in range(50_000):\n    print(line)")
+    after = int(sandbox.run(f"print({rss})").stdout)
+    assert result.ok
+    assert len(result.stdout) <= SandboxConfig().max_output_bytes
+    assert "characters cut" in result.stdout
+    assert after - before < 20_000, f"worker RSS grew by {after - before} kB"
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+def test_exception_gives_error_with_cell_traceback(sandbox):
+    result = sandbox.run("a = 1\nb = a / 0")
+    assert result.status is CellStatus.ERROR
+    assert (result.error.name, result.error.value) == ("ZeroDivisionError", "division by zero")
+    assert 'File "<cell-' in result.error.traceback
+    assert "b = a / 0" in result.error.traceback
+    assert "worker.py" not in result.error.traceback
+
+
+def test_output_before_an_exception_is_kept(sandbox):
+    result = sandbox.run("print('partial')\nraise ValueError('bad value')")
+    assert result.stdout == "partial\n"
+    assert (result.error.name, result.error.value) == ("ValueError", "bad value")
+
+
+def test_syntax_error_is_an_error_result(sandbox):
+    result = sandbox.run("def f(:\n    pass")
+    assert result.status is CellStatus.ERROR
+    assert result.error.name == "SyntaxError"
+    assert "def f(:" in result.error.traceback
+    assert sandbox.run("print('still fine')").stdout == "still fine\n"
+
+
+def test_sys_exit_is_an_error_and_keeps_the_interpreter(sandbox):
+    sandbox.run("kept = 'yes'")
+    result = sandbox.run("import sys\nsys.exit(3)")
+    assert result.status is CellStatus.ERROR
+    assert (result.error.name, result.error.value) == ("SystemExit", "3")
+    assert not result.state_lost
+    assert sandbox.run("print(kept)").stdout == "yes\n"
+
+
+def test_os_exit_is_a_crash_error_and_the_worker_restarts(sandbox):
+    sandbox.run("lost = 1")
+    result = sandbox.run("import os\nos._exit(7)")
+    assert result.status is CellStatus.ERROR
+    assert result.error.name == "InterpreterCrashed"
+    assert "exited with code 7" in result.error.value
+    assert result.state_lost
+    after = sandbox.run("print(image_clue_0.size, 'lost' in globals())")
+    assert after.ok and after.stdout == "(64, 48) False\n"
+
+
+def test_segfault_reports_the_signal(sandbox):
+    result = sandbox.run("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)")
+    assert result.status is CellStatus.ERROR
+    assert "SIGSEGV" in result.error.value
+    assert sandbox.run("print('back')").stdout == "back\n"
+
+
+def test_timeout_restarts_the_worker_with_the_images():
+    with LocalSandbox(SandboxConfig(cell_timeout=1.0)) as box:
+        box.start(images=[IMAGE])
+        box.run("earlier = 5")
+        result = box.run("while True:\n    pass")
+        assert result.status is CellStatus.TIMEOUT
+        assert result.state_lost
+        assert "1 s time limit" in result.error.value
+        assert "variables from earlier cells are lost" in result.error.value
+        assert 1.0 <= result.duration < 3.0
+        after = box.run("print(image_clue_0.size, 'earlier' in globals())")
+    assert after.ok and after.stdout == "(64, 48) False\n"
+
+
+def test_per_call_timeout_overrides_config(sandbox):
+    result = sandbox.run("import time\ntime.sleep(5)", timeout=0.3)
+    assert result.status is CellStatus.TIMEOUT
+    assert result.duration < 2.0
+
+
+def test_timeout_kills_processes_the_cell_started(sandbox):
+    child = int(sandbox.run(
+        "import subprocess\nchild = subprocess.Popen(['sleep', '60'])\nprint(child.pid)").stdout)
+    worker = _worker_pid(sandbox)
+    assert sandbox.run("import time\ntime.sleep(60)", timeout=0.5).status is CellStatus.TIMEOUT
+    assert _wait_dead(worker)
+    assert _wait_dead(child)
+
+
+# -- figures --------------------------------------------------------------------------------------
+
+def test_plt_show_returns_rgb_pixels_of_the_figure_size(sandbox):
+    result = sandbox.run(
+        "fig = plt.figure(figsize=(4, 3), dpi=50)\nplt.plot([0, 1], [1, 0])\nplt.show()")
+    assert result.ok, result.error
+    assert len(result.figures) == 1
+    figure = result.figures[0]
+    assert figure.shape == (150, 200, 3) and figure.dtype == np.uint8
+    assert figure.min() < 128 < figure.max()
+
+
+def test_plt_show_captures_every_open_figure_then_closes_them(sandbox):
+    result = sandbox.run(
+        "for size in (2, 3, 4):\n"
+        "    plt.figure(figsize=(size, 1), dpi=10)\n"
+        "plt.show()\n"
+        "print(len(plt.get_fignums()))")
+    assert [f.shape for f in result.figures] == [(10, 20, 3), (10, 30, 3), (10, 40, 3)]
+    assert result.stdout == "0\n"
+
+
+@pytest.mark.parametrize("show", [
+    "import matplotlib.pyplot as P\nP.show()",
+    "from matplotlib import pyplot as P\nP.show()",
+    "from matplotlib.pyplot import show\nshow()",
+    "fig.show()",
+    "fig.canvas.manager.show()",
+    "display(fig)",
+], ids=["import-as", "from-import-as", "bare-show", "figure-show", "manager-show", "display"])
+def test_every_way_of_showing_a_figure_captures_it(sandbox, show):
+    result = sandbox.run("fig = plt.figure(figsize=(2, 2), dpi=10)\n" + show)
+    assert result.ok, result.error
+    assert [f.shape for f in result.figures] == [(20, 20, 3)]
+
+
+def test_figure_made_without_pyplot_can_be_displayed(sandbox):
+    result = sandbox.run(
+        "from matplotlib.figure import Figure\nfig = Figure(figsize=(3, 1), dpi=10)\n"
+        "fig.add_subplot().plot([1, 2])\ndisplay(fig)")
+    assert [f.shape for f in result.figures] == [(10, 30, 3)]
+
+
+def test_display_and_image_show_capture_images(sandbox):
+    result = sandbox.run(
+        "display(image_clue_0)\n"
+        "image_clue_0.crop((0, 0, 10, 5)).show()\n"
+        "display(np.zeros((4, 6), dtype=np.uint8))\n"
+        "display('not an image')")
+    assert [f.shape for f in result.figures] == [(48, 64, 3), (5, 10, 3), (4, 6, 3)]
+    np.testing.assert_array_equal(result.figures[0], IMAGE)
+    np.testing.assert_array_equal(result.figures[1], IMAGE[:5, :10])
+    assert result.stdout == "'not an image'\n"
+
+
+def test_the_text_plt_show_in_a_string_captures_nothing(sandbox):
+    result = sandbox.run("plt.figure()\ncode = 'plt.show()'\nprint(code)")
+    assert result.figures == ()
+    assert result.stdout == "plt.show()\n"
+
+
+def test_only_figures_shown_in_this_cell_are_returned(sandbox):
+    first = sandbox.run("plt.figure(figsize=(1, 1), dpi=10)\nplt.show()")
+    second = sandbox.run("plt.figure(figsize=(2, 1), dpi=10)\nplt.show()")
+    third = sandbox.run("print('no figures here')")
+    assert [f.shape for f in first.figures] == [(10, 10, 3)]
+    assert [f.shape for f in second.figures] == [(10, 20, 3)]
+    assert third.figures == ()
+
+
+def test_figure_count_and_pixel_caps():
+    config = SandboxConfig(max_figures=2, max_figure_pixels=100 * 100)
+    with LocalSandbox(config) as box:
+        box.start()
+        result = box.run(
+            "for _ in range(3):\n    plt.figure(figsize=(4, 2), dpi=100)\nplt.show()")
+    assert len(result.figures) == 2
+    for figure in result.figures:
+        height, width, _ = figure.shape
+        assert height * width <= 100 * 100 and abs(width / height - 2) < 0.1
+    assert "downscaled from 400x200" in result.stderr
+    assert "1 more figure(s)" in result.stderr
+
+
+def test_huge_figure_is_drawn_small_instead_of_allocated():
+    with LocalSandbox(SandboxConfig(max_figure_pixels=100 * 100)) as box:
+        box.start()
+        result = box.run("plt.figure(figsize=(300, 300), dpi=100)\nplt.show()")
+    assert result.ok, result.error
+    assert [f.shape for f in result.figures] == [(100, 100, 3)]
+    assert "downscaled from 30000x30000 to 100x100" in result.stderr
+
+
+# -- lifecycle ------------------------------------------------------------------------------------
+
+def test_close_kills_the_worker_and_removes_the_workdir():
+    box = LocalSandbox()
+    box.start()
+    pid = _worker_pid(box)
+    workdir = box.run("import os; print(os.getcwd())").stdout.strip()
+    assert os.path.isdir(workdir)
+    box.close()
+    assert _wait_dead(pid)
+    assert not os.path.exists(workdir)
+    with pytest.raises(RuntimeError, match="call start"):
+        box.run("1")
+
+
+def test_cwd_is_private_and_environment_is_scrubbed(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    with LocalSandbox() as box:
+        box.start()
+        result = box.run("import os\nprint(os.getcwd() == os.environ['HOME'])\n"
+                         "print('OPENAI_API_KEY' in os.environ)")
+    assert result.stdout == "True\nFalse\n"
+
+
+def test_two_sandboxes_do_not_share_state():
+    with LocalSandbox() as first, LocalSandbox() as second:
+        first.start()
+        second.start()
+        first.run("shared = 'first'")
+        result = second.run("print('shared' in globals())")
+    assert result.stdout == "False\n"
+
+
+def test_start_twice_gives_a_fresh_interpreter(sandbox):
+    old_pid = _worker_pid(sandbox)
+    sandbox.run("stale = 1\nopen('left-behind.txt', 'w').close()")
+    sandbox.start()
+    result = sandbox.run("import os\nprint('stale' in globals(), os.path.exists('left-behind.txt'))",
+                         timeout=10)
+    assert result.stdout == "False False\n"
+    assert _wait_dead(old_pid)
+
+
+def test_start_from_a_process_with_threads():
+    import threading
+
+    stop = threading.Event()
+    busy = [threading.Thread(target=stop.wait) for _ in range(4)]
+    for thread in busy:
+        thread.start()
+    try:
+        results = []
+
+        def episode():
+            with LocalSandbox() as box:
+                box.start(images=[IMAGE])
+                results.append(box.run("print(image_clue_0.size)").stdout)
+
+        runners = [threading.Thread(target=episode) for _ in range(3)]
+        for thread in runners:
+            thread.start()
+        for thread in runners:
+            thread.join(timeout=30)
+    finally:
+        stop.set()
+    assert results == ["(64, 48)\n"] * 3
+
+
+def test_make_sandbox():
+    assert isinstance(make_sandbox(), LocalSandbox)
+    config = SandboxConfig(cell_timeout=3)
+    assert make_sandbox("local", config).config is config
+    with pytest.raises(ValueError, match="known backends: local"):
+        make_sandbox("dockr")
