@@ -29,9 +29,9 @@ def answer_turn(answer: str) -> str:
 
 @lru_cache(maxsize=None)
 def _family(name: str):
-    from pyvision_env.tasks.builtin import BuiltinTasks
+    from pyvision_env.tasks.builtin import builtin_family
 
-    return BuiltinTasks().family(name)
+    return builtin_family(name)
 
 
 def _redacted_task(reset_info: dict) -> Task:

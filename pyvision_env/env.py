@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -19,6 +20,7 @@ from pyvision_env.protocol import (
     FORMAT_ERROR_MESSAGE,
     ChatForm,
     ImageInfo,
+    VideoInfo,
     build_prompt,
     load_prompt_templates,
     parse_turn,
@@ -38,6 +40,16 @@ Observation = dict[str, Any]  # {"text": str, "images": tuple[np.ndarray, ...]}
 MAX_TEXT = 1_000_000
 MAX_IMAGE_SIDE = 65_535
 CHARS_PER_TOKEN = 3.5  # text-token estimate used by the context budget
+MAX_DRAWS = 20  # with strict=False, tasks whose media fail to load are skipped this many times
+
+
+@dataclass(frozen=True)
+class _Media:
+    """An episode's media, loaded and checked at reset."""
+
+    images: list[np.ndarray]
+    videos: list[VideoInfo]
+    frames: list[tuple[int, float, np.ndarray]]  # (index, seconds, RGB) shown in the prompt
 
 
 @dataclass
@@ -62,7 +74,7 @@ class _Episode:
 
 
 class PyVisionEnv(gym.Env[Observation, str]):
-    """A multimodal model answers a question about images by writing Python, turn after turn.
+    """A multimodal model answers a question about images or a video by writing Python.
 
     Action: the model's text for one turn. It holds either a code cell
     (``<code>```python ...```</code>``), which runs in a persistent sandbox, or the final answer
@@ -73,6 +85,10 @@ class PyVisionEnv(gym.Env[Observation, str]):
     ``<interpreter>`` block and the images are the figures the cell showed. Each image sits at an
     ``<image>`` placeholder in the text. `info` holds everything else: see `pyvision_env.info`.
 
+    Video tasks show no frames up front (unless `initial_frames` > 0): the prompt gives the
+    frame size, length in frames, average fps and duration, and the model pulls frames by code
+    from `video_clue_0`, a `decord.VideoReader`-like object in the sandbox.
+
     Args:
         data_path: a PyVision data file (JSON/JSONL); None draws from the built-in task families.
         tasks: tasks to draw from instead of a file (e.g. a list built in code).
@@ -82,6 +98,8 @@ class PyVisionEnv(gym.Env[Observation, str]):
         max_images: images in the context (prompt images + figures) before truncation (32).
         image_in_prompt: show the images in the prompt (PyVision-Image) or give only their size
             (PyVision-RL's no-hint variant). The images are preloaded in the sandbox either way.
+        initial_frames: for video tasks, this many uniformly spaced frames are shown in the
+            prompt (0: none, PyVision-Video's on-demand setting; >0: the uniform baseline).
         on_error: "observe" feeds code errors and malformed turns back to the model;
             "terminate" ends the episode with ERROR_IN_ACTION, as PyVision-RL training did.
         cell_timeout: wall-clock seconds per code cell (PyVision: about 30).
@@ -91,7 +109,7 @@ class PyVisionEnv(gym.Env[Observation, str]):
             PyVision's loop used 400.
         prompt_template: a JSON file of prompt templates keyed by prompt type (e.g. PyVision's);
             None uses the templates shipped with the env.
-        prompt_type: which template to use; None picks "image" or "image_no_hint".
+        prompt_type: which template to use; None picks "image", "image_no_hint" or "video".
         reward: accuracy and tool-reward settings.
         token_rule: the visual-token estimate per image (Qwen2.5-VL rule; default: the pixel
             budget PyVision-RL trained with, 3136..2,000,000 pixels).
@@ -99,7 +117,8 @@ class PyVisionEnv(gym.Env[Observation, str]):
         max_episode_seconds: truncate with EXCEED_TIME_BUDGET after this wall-clock time.
         sandbox: sandbox backend name ("local").
         sandbox_config: sandbox limits; `cell_timeout` above overrides its timeout.
-        strict: a malformed data row raises (True) or is skipped with a warning (False).
+        strict: a malformed data row, or a task whose media cannot be read at reset, raises
+            (True) or is skipped with a warning (False).
         render_mode: None or "ansi" (the transcript as text).
     """
 
@@ -115,6 +134,7 @@ class PyVisionEnv(gym.Env[Observation, str]):
         max_turns: int = 30,
         max_images: int = 32,
         image_in_prompt: bool = True,
+        initial_frames: int = 0,
         on_error: Literal["observe", "terminate"] = "observe",
         cell_timeout: float = 30.0,
         chat_form: ChatForm = "observation",
@@ -130,11 +150,13 @@ class PyVisionEnv(gym.Env[Observation, str]):
         strict: bool = True,
         render_mode: str | None = None,
     ):
-        _check_args(max_turns, max_images, on_error, chat_form, render_mode)
+        _check_args(max_turns, max_images, initial_frames, on_error, chat_form, render_mode)
         self.task_source = _task_source(data_path, tasks, families, difficulty, strict)
         self.max_turns = max_turns
         self.max_images = max_images
         self.image_in_prompt = image_in_prompt
+        self.initial_frames = initial_frames
+        self.strict = strict
         self.on_error = on_error
         self.chat_form = chat_form
         self.max_output_chars = max_output_chars
@@ -168,14 +190,14 @@ class PyVisionEnv(gym.Env[Observation, str]):
         (dataset sources only). Otherwise the task is drawn with the env's seeded generator.
         """
         super().reset(seed=seed)
-        task = self._pick_task(options or {})
-        arrays = [to_array(load_image(source)) for source in task.images]
-        self._start_sandbox(arrays, task)
-        prompt = self._prompt_parts(task, arrays)
+        self._episode = None
+        task, media = self._pick_task_with_media(options or {})
+        self._start_sandbox(media.images, task)
+        prompt = self._prompt_parts(task, media)
         episode = _Episode(
             task=task,
             messages=[{"role": "user", "content": prompt}],
-            num_input_images=len(arrays),
+            num_input_images=len(media.images),
             start_time=time.monotonic(),
         )
         self._episode = episode
@@ -232,6 +254,36 @@ class PyVisionEnv(gym.Env[Observation, str]):
 
     # ------------------------------------------------------------------ episode pieces
 
+    def _pick_task_with_media(self, options: dict[str, Any]) -> tuple[Task, _Media]:
+        """Pick a task and load its media. A task whose media fail to load raises, naming the
+        file; with strict=False a drawn (not requested) task is skipped with a warning instead."""
+        requested = bool({"task", "task_id", "task_index"} & set(options))
+        for _ in range(MAX_DRAWS):
+            task = self._pick_task(options)
+            try:
+                return task, self._load_media(task)
+            except (OSError, ValueError) as error:
+                if self.strict or requested:
+                    raise
+                warnings.warn(f"skipping task {task.id!r}: {error}", stacklevel=3)
+        raise RuntimeError(f"{MAX_DRAWS} tasks in a row had media that could not be loaded")
+
+    def _load_media(self, task: Task) -> _Media:
+        images = [to_array(load_image(source)) for source in task.images]
+        videos: list[VideoInfo] = []
+        frames: list[tuple[int, float, np.ndarray]] = []
+        if task.videos:
+            from pyvision_env.media.video import open_video
+
+            for path in task.videos:
+                with open_video(path, cache_bytes=0) as reader:
+                    meta = reader.meta
+                    videos.append(VideoInfo(meta.width, meta.height, meta.num_frames, meta.fps,
+                                            meta.duration))
+                    if self.initial_frames and not frames:
+                        frames = _uniform_frames(reader, self.initial_frames)
+        return _Media(images, videos, frames)
+
     def _pick_task(self, options: dict[str, Any]) -> Task:
         if "task" in options:
             task = options["task"]
@@ -251,8 +303,8 @@ class PyVisionEnv(gym.Env[Observation, str]):
             self._sandbox = make_sandbox(self.sandbox_name, self.sandbox_config)
         self._sandbox.start(images=arrays, videos=[str(path) for path in task.videos])
 
-    def _prompt_parts(self, task: Task, arrays: list[np.ndarray]) -> list[dict[str, Any]]:
-        prompt_type = self.prompt_type or ("image" if self.image_in_prompt else "image_no_hint")
+    def _prompt_parts(self, task: Task, media: _Media) -> list[dict[str, Any]]:
+        prompt_type = self.prompt_type or _default_prompt_type(task, self.image_in_prompt)
         try:
             template = self.templates[prompt_type]
         except KeyError:
@@ -260,9 +312,12 @@ class PyVisionEnv(gym.Env[Observation, str]):
                 f"prompt_type {prompt_type!r} is not in the prompt templates; "
                 f"known: {sorted(self.templates)}"
             ) from None
+        arrays = media.images
         infos = [ImageInfo(width=a.shape[1], height=a.shape[0]) for a in arrays]
         shown = [a.copy() for a in arrays] if self.image_in_prompt else None
-        return build_prompt(template, task.question, infos, shown)
+        return _frame_parts(media.frames) + build_prompt(
+            template, task.question, infos, shown, media.videos
+        )
 
     def _run_cell(self, code: str) -> tuple[list[dict[str, Any]], bool]:
         """Run one cell; return the observation parts and whether the code failed."""
@@ -394,6 +449,40 @@ def _observation(parts: list[dict[str, Any]]) -> Observation:
     return {"text": parts_to_text(parts), "images": tuple(parts_images(parts))}
 
 
+def _default_prompt_type(task: Task, image_in_prompt: bool) -> str:
+    if task.videos and not task.images:
+        return "video"
+    return "image" if image_in_prompt else "image_no_hint"
+
+
+def _uniform_frames(reader, count: int) -> list[tuple[int, float, np.ndarray]]:
+    """`count` uniformly spaced frames (segment centres, as uniform VLM sampling does)."""
+    total = len(reader)
+    indices = sorted({min(total - 1, int((i + 0.5) * total / count)) for i in range(count)})
+    batch = reader.get_batch(indices).asnumpy()
+    fps = reader.get_avg_fps()
+    return [(index, index / fps, np.ascontiguousarray(frame)) for index, frame in zip(indices, batch)]
+
+
+def _frame_parts(frames: list[tuple[int, float, np.ndarray]]) -> list[dict[str, Any]]:
+    """Prompt parts for frames shown up front: each labelled with its index and time."""
+    if not frames:
+        return []
+    parts: list[dict[str, Any]] = [{
+        "type": "text",
+        "text": f"{len(frames)} frames sampled uniformly from video_clue_0 "
+                "(any other frame can be read by code):\n",
+    }]
+    for index, seconds, frame in frames:
+        parts += [
+            {"type": "text", "text": f"Frame {index} (t={seconds:.2f}s): "},
+            {"type": "image", "image": frame},
+            {"type": "text", "text": "\n"},
+        ]
+    parts.append({"type": "text", "text": "\n"})
+    return parts
+
+
 def _exec_record(result: CellResult) -> dict[str, Any]:
     return {
         "status": result.status.value,
@@ -422,9 +511,11 @@ def _task_source(
     return BuiltinTasks(families, difficulty=difficulty)
 
 
-def _check_args(max_turns, max_images, on_error, chat_form, render_mode) -> None:
+def _check_args(max_turns, max_images, initial_frames, on_error, chat_form, render_mode) -> None:
     if max_turns < 1:
         raise ValueError(f"max_turns must be >= 1, got {max_turns}")
+    if initial_frames < 0:
+        raise ValueError(f"initial_frames must be >= 0, got {initial_frames}")
     if max_images < 0:
         raise ValueError(f"max_images must be >= 0, got {max_images}")
     if on_error not in ("observe", "terminate"):

@@ -27,6 +27,15 @@ _IMAGE_FAMILIES = {
     "ChartValue": "chart_value",
 }
 
+# Per-family ids: `PyVisionVideo-<Family>-v0`; `PyVisionVideo-v0` draws from all of them.
+_VIDEO_FAMILIES = {
+    "FlashTime": "flash_time",
+    "BlinkCount": "blink_count",
+    "EventOrder": "event_order",
+    "DigitAtTime": "digit_at_time",
+    "DotDistance": "dot_distance",
+}
+
 PRESETS: tuple[Preset, ...] = (
     Preset(
         "PyVisionImage-v0",
@@ -44,6 +53,20 @@ PRESETS: tuple[Preset, ...] = (
             {"families": (family,)},
         )
         for title, family in _IMAGE_FAMILIES.items()
+    ),
+    Preset(
+        "PyVisionVideo-v0",
+        "Video questions from the built-in families (or data_path=); no frames up front, "
+        "the model reads frames by code.",
+        {"families": tuple(_VIDEO_FAMILIES.values())},
+    ),
+    *(
+        Preset(
+            f"PyVisionVideo-{title}-v0",
+            f"PyVisionVideo-v0 restricted to the built-in '{family}' family.",
+            {"families": (family,)},
+        )
+        for title, family in _VIDEO_FAMILIES.items()
     ),
 )
 

@@ -9,6 +9,10 @@ import numpy as np
 
 from pyvision_env.tasks.families import FAMILIES, TaskFamily
 from pyvision_env.tasks.task import Task
+from pyvision_env.tasks.video_families import VIDEO_FAMILIES
+
+# Every built-in family, image and video, by name.
+ALL_FAMILIES: dict[str, type[TaskFamily]] = {**FAMILIES, **VIDEO_FAMILIES}
 
 
 class BuiltinTasks:
@@ -18,7 +22,8 @@ class BuiltinTasks:
     (same pixels, same answer) from it.
 
     Args:
-        families: family names to draw from (default: all of `FAMILIES`).
+        families: family names to draw from, image (`FAMILIES`) or video (`VIDEO_FAMILIES`)
+            ones (default: all image families).
         difficulty: "easy", "medium" or "hard", passed to every family.
 
     Example:
@@ -32,11 +37,11 @@ class BuiltinTasks:
     def __init__(self, families: Sequence[str] | None = None, difficulty: str = "medium") -> None:
         names = list(FAMILIES) if families is None else list(families)
         if not names:
-            raise ValueError(f"families must name at least one of {sorted(FAMILIES)}")
+            raise ValueError(f"families must name at least one of {sorted(ALL_FAMILIES)}")
         for name in names:
             check_family(name)
         self.difficulty = difficulty
-        self._families = {name: FAMILIES[name](difficulty) for name in names}
+        self._families = {name: ALL_FAMILIES[name](difficulty) for name in names}
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -73,8 +78,14 @@ class BuiltinTasks:
 
 def check_family(name: str) -> None:
     """Raise a ValueError naming the closest known family if `name` is not one."""
-    if name in FAMILIES:
+    if name in ALL_FAMILIES:
         return
-    close = difflib.get_close_matches(name, list(FAMILIES), n=1)
+    close = difflib.get_close_matches(name, list(ALL_FAMILIES), n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ValueError(f"unknown task family {name!r}.{hint} Known families: {sorted(FAMILIES)}")
+    raise ValueError(f"unknown task family {name!r}.{hint} Known families: {sorted(ALL_FAMILIES)}")
+
+
+def builtin_family(name: str) -> TaskFamily:
+    """A default-configured instance of the built-in family `name` (image or video)."""
+    check_family(name)
+    return ALL_FAMILIES[name]()

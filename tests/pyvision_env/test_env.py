@@ -42,7 +42,7 @@ def env():
 
 @pytest.mark.parametrize("env_id", IDS)
 def test_check_env_passes(env_id):
-    environment = gym.make(env_id, max_turns=3)
+    environment = gym.make(env_id, max_turns=3, difficulty="easy")
     try:
         check_env(environment.unwrapped, skip_render_check=False)
     finally:
@@ -51,7 +51,7 @@ def test_check_env_passes(env_id):
 
 @pytest.mark.parametrize("env_id", IDS)
 def test_same_seed_same_episode(env_id):
-    first, second = gym.make(env_id), gym.make(env_id)
+    first, second = gym.make(env_id, difficulty="easy"), gym.make(env_id, difficulty="easy")
     try:
         obs_a, info_a = first.reset(seed=7)
         obs_b, info_b = second.reset(seed=7)
