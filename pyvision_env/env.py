@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 import warnings
@@ -52,6 +53,14 @@ class _Media:
     frames: list[tuple[int, float, np.ndarray]]  # (index, seconds, RGB) shown in the prompt
 
 
+# `info["exec"]` for a turn that ran no code: always a dict of the same keys, so vector envs
+# can batch it.
+_NO_EXEC: dict[str, Any] = {
+    "status": "none", "duration": 0.0, "error": None, "state_lost": False, "num_figures": 0,
+    "figures_dropped": False,
+}
+
+
 @dataclass
 class _Episode:
     """Mutable state of the running episode."""
@@ -66,7 +75,7 @@ class _Episode:
     num_images: int = 0
     visual_tokens: int = 0
     text_chars: int = 0
-    last_exec: dict[str, Any] | None = None
+    last_exec: dict[str, Any] = field(default_factory=lambda: dict(_NO_EXEC))
     answer: str | None = None
     correct: bool = False
     reward_parts: RewardParts = field(default_factory=lambda: RewardParts(0.0, 0.0, 0.0))
@@ -208,7 +217,7 @@ class PyVisionEnv(gym.Env[Observation, str]):
             keys.QUESTION: task.question,
             keys.CHOICES: list(task.choices),
             keys.ANSWER_TYPE: task.answer_type,
-            keys.TASK_EXTRA: dict(task.extra),
+            keys.TASK_EXTRA: copy.deepcopy(dict(task.extra)),
         })
         return _observation(prompt), info
 
@@ -221,6 +230,7 @@ class PyVisionEnv(gym.Env[Observation, str]):
         self._add_assistant_text(action)
         turn = parse_turn(action)
         if turn.kind == "answer":
+            episode.last_exec = dict(_NO_EXEC)
             return self._finish_with_answer(turn.answer)
         if turn.kind == "code":
             parts, failed = self._run_cell(turn.code)
@@ -228,7 +238,7 @@ class PyVisionEnv(gym.Env[Observation, str]):
                 return self._end(parts, EndReason.SANDBOX_FAILURE, truncated=True)
         else:
             parts, failed = render_format_error(FORMAT_ERROR_MESSAGE, self.chat_form), True
-            episode.last_exec = None
+            episode.last_exec = dict(_NO_EXEC)
         if failed and self.on_error == "terminate":
             return self._end(parts, EndReason.ERROR_IN_ACTION, truncated=False)
         self._add_observation(parts)
@@ -333,7 +343,7 @@ class PyVisionEnv(gym.Env[Observation, str]):
         room = max(self.max_images - episode.num_images, 0)
         if len(result.figures) > room:
             result = replace(result, figures=result.figures[:room])
-            episode.last_exec["figures_dropped"] = True
+            episode.last_exec.update(num_figures=room, figures_dropped=True)
         first_clue = episode.num_input_images + episode.num_figures
         episode.num_figures += len(result.figures)
         parts = render_cell(result, first_clue, max_output_chars=self.max_output_chars,
@@ -372,9 +382,7 @@ class PyVisionEnv(gym.Env[Observation, str]):
     def _budget_exceeded(self) -> EndReason | None:
         episode = self._episode
         assert episode is not None
-        if episode.num_images >= self.max_images and episode.last_exec and episode.last_exec.get(
-            "figures_dropped"
-        ):
+        if episode.last_exec.get("figures_dropped"):
             return EndReason.EXCEED_MAX_IMAGES
         if self.max_context_tokens is not None:
             estimate = episode.visual_tokens + math.ceil(episode.text_chars / CHARS_PER_TOKEN)
@@ -436,7 +444,7 @@ class PyVisionEnv(gym.Env[Observation, str]):
             keys.NUM_CODE_CELLS: episode.num_code_cells,
             keys.NUM_IMAGES: episode.num_images,
             keys.VISUAL_TOKENS: episode.visual_tokens,
-            keys.EXEC: dict(episode.last_exec) if episode.last_exec else None,
+            keys.EXEC: dict(episode.last_exec),
             keys.END_REASON: episode.end_reason.value if episode.end_reason else None,
             keys.ANSWER: episode.answer,
             keys.CORRECT: episode.correct,
@@ -490,6 +498,7 @@ def _exec_record(result: CellResult) -> dict[str, Any]:
         "error": result.error.name if result.error else None,
         "state_lost": result.state_lost,
         "num_figures": len(result.figures),
+        "figures_dropped": False,
     }
 
 

@@ -269,3 +269,19 @@ def test_bad_arguments_say_what_to_fix():
         pyvision_env.PyVisionEnv(on_error="explode")
     with pytest.raises(ValueError, match="max_turns"):
         pyvision_env.PyVisionEnv(max_turns=0)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_make_vec_batches_episodes_that_end_at_different_times(mode):
+    kwargs = {"vector_kwargs": {"shared_memory": False}} if mode == "async" else {}
+    envs = gym.make_vec("PyVisionImage-v0", num_envs=2, vectorization_mode=mode,
+                        difficulty="easy", **kwargs)
+    try:
+        obs, info = envs.reset(seed=0)
+        assert len(obs["text"]) == 2 and all(len(images) == 1 for images in obs["images"])
+        obs, reward, terminated, truncated, info = envs.step([answer("1"), code("print(6 * 7)")])
+        assert list(terminated) == [True, False] and "42" in obs["text"][1]
+        assert list(info[keys.EXEC]["status"]) == ["none", "ok"]
+        assert list(info[keys.END_REASON]) == ["DONE", None]
+    finally:
+        envs.close()
