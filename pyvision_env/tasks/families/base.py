@@ -18,6 +18,7 @@ import functools
 import re
 import string
 import textwrap
+from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
@@ -103,25 +104,32 @@ class TaskFamily(abc.ABC):
         question: str,
         answer: str,
         answer_type: AnswerType,
-        image: Image.Image,
         solver: Mapping[str, Any],
+        *,
+        images: Sequence[Image.Image] = (),
+        videos: Sequence[Path] = (),
         choices: Sequence[str] = (),
+        grading: str | None = None,
     ) -> Task:
-        """Wrap a generated image and question into a `Task` with the standard `extra` keys."""
+        """Wrap generated media and a question into a `Task` with the standard `extra` keys."""
+        extra = {
+            "family": self.name,
+            "difficulty": self.difficulty,
+            "knobs": dataclasses.asdict(self.knobs),
+            "solver": dict(solver),
+        }
+        if grading is not None:
+            extra["grading"] = grading
         return Task(
             id=task_id,
             question=question,
             answer=answer,
             answer_type=answer_type,
             choices=tuple(choices),
-            images=(image,),
+            images=tuple(images),
+            videos=tuple(videos),
             source=f"builtin/{self.name}",
-            extra={
-                "family": self.name,
-                "difficulty": self.difficulty,
-                "knobs": dataclasses.asdict(self.knobs),
-                "solver": dict(solver),
-            },
+            extra=extra,
         )
 
 

@@ -79,7 +79,8 @@ class ChartValue(TaskFamily):
             "labels": labels,
             "category": labels[category],
         }
-        return self.make_task(task_id, question, str(int(values[series, category])), "number", image, solver)
+        return self.make_task(task_id, question, str(int(values[series, category])), "number", solver,
+                              images=(image,))
 
     def solution_code(self, task: Task) -> str:
         return solver_cell(task.extra["solver"], COLOUR_MASK, SHOW_CROP, """

@@ -126,7 +126,8 @@ class CompareObjects(TaskFamily):
             "alphabet": CODE_ALPHABET,
             "labels": choices,
         }
-        return self.make_task(task_id, question, answer, "choice", image, solver, choices)
+        return self.make_task(task_id, question, answer, "choice", solver, images=(image,),
+                              choices=choices)
 
     def _value(self, rng: np.random.Generator, kind: str) -> int:
         """A random dot count, circle diameter or grey level."""

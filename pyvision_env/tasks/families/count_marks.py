@@ -85,7 +85,7 @@ class CountMarks(TaskFamily):
             f"shape and do not count. Answer with an integer from {lo} to {hi}."
         )
         solver = {"rgb": target[0], "shape": target[1], "tolerance": 24}
-        return self.make_task(task_id, question, str(count), "number", image, solver)
+        return self.make_task(task_id, question, str(count), "number", solver, images=(image,))
 
     def _distractor(self, rng: np.random.Generator, target: tuple) -> tuple:
         """A mark that shares at most one of the target's colour and shape."""

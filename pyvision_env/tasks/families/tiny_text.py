@@ -95,7 +95,7 @@ class TinyText(TaskFamily):
             "n_chars": k.code_length,
             "alphabet": CODE_ALPHABET,
         }
-        return self.make_task(task_id, question, codes[0], "text", image, solver)
+        return self.make_task(task_id, question, codes[0], "text", solver, images=(image,))
 
     def solution_code(self, task: Task) -> str:
         return solver_cell(task.extra["solver"], COLOUR_MASK, DENSE_BOX, READ_CODE, SHOW_CROP, """

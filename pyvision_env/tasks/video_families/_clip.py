@@ -20,7 +20,6 @@ import numpy as np
 
 from pyvision_env.media.encode import write_video
 from pyvision_env.tasks.families.base import TaskFamily, background
-from pyvision_env.tasks.task import AnswerType, Task
 
 CACHE_ENV = "PYVISION_ENV_CACHE"
 # Bump when rendering changes, so clips cached by an older version are not reused.
@@ -82,37 +81,6 @@ class VideoTaskFamily(TaskFamily):
         if not (path.is_file() and path.stat().st_size > 0):
             write_video(path, frames(), self.knobs.fps, gop=GOP, crf=CRF)
         return path
-
-    def make_video_task(
-        self,
-        task_id: str,
-        question: str,
-        answer: str,
-        answer_type: AnswerType,
-        video: Path,
-        solver: Mapping[str, Any],
-        choices: Sequence[str] = (),
-        grading: str | None = None,
-    ) -> Task:
-        """Wrap a rendered clip and question into a `Task` with the standard `extra` keys."""
-        extra = {
-            "family": self.name,
-            "difficulty": self.difficulty,
-            "knobs": dataclasses.asdict(self.knobs),
-            "solver": dict(solver),
-        }
-        if grading is not None:
-            extra["grading"] = grading
-        return Task(
-            id=task_id,
-            question=question,
-            answer=answer,
-            answer_type=answer_type,
-            choices=tuple(choices),
-            videos=(video,),
-            source=f"builtin/{self.name}",
-            extra=extra,
-        )
 
 
 def sub_seed(rng: np.random.Generator) -> int:

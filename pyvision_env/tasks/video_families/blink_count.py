@@ -82,7 +82,8 @@ class BlinkCount(VideoTaskFamily):
             f"Answer with an integer from {k.min_count} to {k.max_count}."
         )
         solver = {"colour": list(NAMED_COLOURS["green"]), "tol": 60, "min_pixels": 12, "stride": length}
-        return self.make_video_task(task_id, question, str(count), "number", video, solver, grading="exact")
+        return self.make_task(task_id, question, str(count), "number", solver, videos=(video,),
+                              grading="exact")
 
     def solution_code(self, task: Task) -> str:
         return video_solver_cell(task.extra["solver"], SOLVE)

@@ -99,7 +99,7 @@ class DigitAtTime(VideoTaskFamily):
             f"Which digit does it show at t = {moment} s? Answer with the digit."
         )
         solver = {"time": float(moment), "segments": segments, "digits": DIGIT_SEGMENTS}
-        return self.make_video_task(task_id, question, str(shown[query]), "text", video, solver)
+        return self.make_task(task_id, question, str(shown[query]), "text", solver, videos=(video,))
 
     def _schedule(self, crng: np.random.Generator, n: int) -> tuple[np.ndarray, list[int]]:
         """Digits and the frame each starts at; consecutive digits differ."""

@@ -75,7 +75,8 @@ class DotDistance(VideoTaskFamily):
             "in pixels? Answer with a number."
         )
         solver = {"colour": list(red), "tol": 60, "stride": max(1, k.min_move_frames // 3)}
-        return self.make_video_task(task_id, question, f"{distance:.1f}", "number", video, solver, grading="mra")
+        return self.make_task(task_id, question, f"{distance:.1f}", "number", solver, videos=(video,),
+                              grading="mra")
 
     def _trajectory(self, crng: np.random.Generator, n: int) -> np.ndarray:
         """(n, 2) sub-pixel dot centres: straight moves between waypoints, and pauses."""

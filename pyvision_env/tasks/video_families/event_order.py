@@ -96,7 +96,8 @@ class EventOrder(VideoTaskFamily):
             "min_pixels": 50,
             "stride": length,
         }
-        return self.make_video_task(task_id, question, answer, "choice", video, solver, choices=choices)
+        return self.make_task(task_id, question, answer, "choice", solver, videos=(video,),
+                              choices=choices)
 
     @staticmethod
     def _choices(crng: np.random.Generator, order: list[str]) -> tuple[list[str], str]:

@@ -84,7 +84,8 @@ class FlashTime(VideoTaskFamily):
         )
         solver = {"colour": list(NAMED_COLOURS["red"]), "tol": 60, "min_pixels": 100, "stride": length}
         answer = format_seconds(red_at / k.fps)
-        return self.make_video_task(task_id, question, answer, "number", video, solver, grading="mra")
+        return self.make_task(task_id, question, answer, "number", solver, videos=(video,),
+                              grading="mra")
 
     def solution_code(self, task: Task) -> str:
         return video_solver_cell(task.extra["solver"], SOLVE)
