@@ -8,7 +8,7 @@ import time
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -124,7 +124,8 @@ class PyVisionEnv(gym.Env[Observation, str]):
             budget PyVision-RL trained with, 3136..2,000,000 pixels).
         max_context_tokens: truncate with OVER_LENGTH when the estimated context exceeds this.
         max_episode_seconds: truncate with EXCEED_TIME_BUDGET after this wall-clock time.
-        sandbox: sandbox backend name ("local").
+        sandbox: a sandbox backend name ("local", "docker"), or a callable that builds a
+            `Sandbox` from a `SandboxConfig` (a custom backend).
         sandbox_config: sandbox limits; `cell_timeout` above overrides its timeout.
         strict: a malformed data row, or a task whose media cannot be read at reset, raises
             (True) or is skipped with a warning (False).
@@ -154,7 +155,7 @@ class PyVisionEnv(gym.Env[Observation, str]):
         token_rule: VisualTokenRule | None = None,
         max_context_tokens: int | None = None,
         max_episode_seconds: float | None = None,
-        sandbox: str = "local",
+        sandbox: str | Callable[[SandboxConfig], Sandbox] = "local",
         sandbox_config: SandboxConfig | None = None,
         strict: bool = True,
         render_mode: str | None = None,
@@ -310,7 +311,9 @@ class PyVisionEnv(gym.Env[Observation, str]):
 
     def _start_sandbox(self, arrays: list[np.ndarray], task: Task) -> None:
         if self._sandbox is None:
-            self._sandbox = make_sandbox(self.sandbox_name, self.sandbox_config)
+            backend = self.sandbox_name
+            self._sandbox = (make_sandbox(backend, self.sandbox_config) if isinstance(backend, str)
+                             else backend(self.sandbox_config))
         self._sandbox.start(images=arrays, videos=[str(path) for path in task.videos])
 
     def _prompt_parts(self, task: Task, media: _Media) -> list[dict[str, Any]]:

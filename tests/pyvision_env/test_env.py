@@ -285,3 +285,59 @@ def test_make_vec_batches_episodes_that_end_at_different_times(mode):
         assert list(info[keys.END_REASON]) == ["DONE", None]
     finally:
         envs.close()
+
+
+class _FailingSandbox:
+    """A sandbox whose infrastructure fails on every cell."""
+
+    def __init__(self, config):
+        self.config = config
+
+    def start(self, images=(), videos=()):
+        pass
+
+    def run(self, code, timeout=None):
+        from pyvision_env.sandbox import CellError, CellResult, CellStatus
+
+        return CellResult(CellStatus.SANDBOX_FAILURE, error=CellError("WorkerLost", "gone"))
+
+    def close(self):
+        pass
+
+
+def test_sandbox_failure_truncates_without_blaming_the_policy():
+    environment = pyvision_env.PyVisionEnv(tasks=[red_square_task()], sandbox=_FailingSandbox,
+                                           on_error="terminate")
+    try:
+        environment.reset(seed=0)
+        _, reward, terminated, truncated, info = environment.step(code("x = 1"))
+    finally:
+        environment.close()
+    assert truncated and not terminated and reward == 0.0
+    assert info[keys.END_REASON] == "SANDBOX_FAILURE" and info[keys.NUM_CODE_CELLS] == 0
+
+
+def test_context_budget_truncates_with_over_length():
+    probe = pyvision_env.PyVisionEnv(tasks=[red_square_task()])
+    prompt_chars = len(probe.reset(seed=0)[0]["text"])
+    probe.close()
+    budget = (prompt_chars + 2500) // 3.5  # room for the prompt and one 1500-character output
+    environment = pyvision_env.PyVisionEnv(tasks=[red_square_task()], max_context_tokens=budget)
+    try:
+        environment.reset(seed=0)
+        _, _, _, truncated, info = environment.step(code("print('x' * 1500)"))
+        assert not truncated
+        _, _, _, truncated, info = environment.step(code("print('y' * 1500)"))
+    finally:
+        environment.close()
+    assert truncated and info[keys.END_REASON] == "OVER_LENGTH"
+
+
+def test_wall_clock_budget_truncates():
+    environment = pyvision_env.PyVisionEnv(tasks=[red_square_task()], max_episode_seconds=0.2)
+    try:
+        environment.reset(seed=0)
+        _, _, _, truncated, info = environment.step(code("import time; time.sleep(0.3)"))
+    finally:
+        environment.close()
+    assert truncated and info[keys.END_REASON] == "EXCEED_TIME_BUDGET"
