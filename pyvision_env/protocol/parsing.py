@@ -38,8 +38,9 @@ class Turn:
     Attributes:
         code: the code cell to run (dedented, stripped), or None when the turn has none.
             It is filled even when an answer is present; act on `kind`, which puts the answer first.
-        answer: the final answer: the content of the last `\\boxed{...}` in the chosen answer
-            block, or the stripped block text when it holds no (balanced) boxed; None if no answer.
+        answer: the final answer: the stripped content of the last `\\boxed{...}` in the chosen
+            answer block; None when there is no answer block or it holds no (balanced) boxed
+            value (graders read the boxed answer only, as PyVision-RL's reward does).
         answer_block: the raw inner text of the chosen (last, non-blank) `<answer>` block.
     """
 
@@ -50,7 +51,7 @@ class Turn:
     @property
     def kind(self) -> TurnKind:
         """"answer" if the turn ends the episode, "code" if it has a cell to run, else "none"."""
-        if self.answer is not None:
+        if self.answer_block is not None:
             return "answer"
         if self.code is not None:
             return "code"
@@ -62,7 +63,8 @@ def parse_turn(text: str) -> Turn:
 
     Rules:
     - Line endings are normalised (CRLF and CR become LF) before anything else.
-    - Answer: the LAST complete `<answer>...</answer>` block, wherever it sits; it wins over code.
+    - Answer: the LAST complete `<answer>...</answer>` block, wherever it sits; it wins over code
+      and ends the episode. Its value is the last `\\boxed{}` in it (None without one).
       A block holding only whitespace is no answer (as in PyVision-RL, where an empty answer
       falls through to code). An unterminated `<answer>` (no closing tag) is not an answer,
       exactly like PyVision's regex: the turn is then read for code, else it is a format error.
@@ -127,9 +129,9 @@ def _last_answer_block(text: str) -> str | None:
     return blocks[-1]
 
 
-def _answer_value(block: str) -> str:
+def _answer_value(block: str) -> str | None:
     boxed = extract_boxed(block)
-    return (boxed if boxed is not None else block).strip()
+    return None if boxed is None else boxed.strip()
 
 
 def _balanced_content(text: str, start: int) -> str | None:

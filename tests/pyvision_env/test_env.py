@@ -341,3 +341,10 @@ def test_wall_clock_budget_truncates():
     finally:
         environment.close()
     assert truncated and info[keys.END_REASON] == "EXCEED_TIME_BUDGET"
+
+
+def test_answer_without_boxed_value_ends_the_episode_unscored(env):
+    env.reset(seed=0)
+    _, reward, terminated, _, info = env.step("<answer>30</answer>")
+    assert terminated and reward == 0.0 and info[keys.ANSWER] is None
+    assert info[keys.END_REASON] == "DONE" and not info[keys.CORRECT]

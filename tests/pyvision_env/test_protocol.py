@@ -121,8 +121,8 @@ def test_nothing_to_act_on(text: str) -> None:
         pytest.param(
             "<answer>\\boxed{\\frac{1}{2}}</answer>", "\\frac{1}{2}", "\\boxed{\\frac{1}{2}}", id="nested-braces"
         ),
-        pytest.param("<answer>\n  the red car \n</answer>", "the red car", "\n  the red car \n", id="no-boxed"),
-        pytest.param("<answer>\\boxed{A</answer>", "\\boxed{A", "\\boxed{A", id="unbalanced-boxed-uses-text"),
+        pytest.param("<answer>\n  the red car \n</answer>", None, "\n  the red car \n", id="no-boxed"),
+        pytest.param("<answer>\\boxed{A</answer>", None, "\\boxed{A", id="unbalanced-boxed-is-no-value"),
         pytest.param(
             "<answer>\\boxed{A}</answer> wait <answer>\\boxed{C}</answer>", "C", "\\boxed{C}", id="last-answer-wins"
         ),
@@ -140,7 +140,7 @@ def test_answer(text: str, answer: str | None, block: str | None) -> None:
     turn = parse_turn(text)
     assert turn.answer == answer
     assert turn.answer_block == block
-    assert turn.kind == ("answer" if answer is not None else "none")
+    assert turn.kind == ("answer" if block is not None else "none")
 
 
 @pytest.mark.parametrize(
