@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Callable
 
 from pyvision_env.sandbox.base import CellError, CellResult, CellStatus, Sandbox, SandboxConfig
-from pyvision_env.sandbox.local import LocalSandbox, SandboxStartError
+from pyvision_env.sandbox.docker import DockerSandbox, docker_unavailable
+from pyvision_env.sandbox.forked import SandboxStartError
+from pyvision_env.sandbox.local import LocalSandbox
 
 BACKENDS: dict[str, Callable[[SandboxConfig | None], Sandbox]] = {
     "local": LocalSandbox,
+    "docker": DockerSandbox,
 }
 
 
@@ -26,14 +29,25 @@ def make_sandbox(name: str = "local", config: SandboxConfig | None = None) -> Sa
     return backend(config)
 
 
+def backend_unavailable(name: str) -> str | None:
+    """Why backend `name` cannot run on this host, or None when it can (checks the daemon)."""
+    if name == "docker":
+        return docker_unavailable()
+    if name not in BACKENDS:
+        return f"unknown sandbox backend {name!r}"
+    return None
+
+
 __all__ = [
     "BACKENDS",
     "CellError",
     "CellResult",
     "CellStatus",
+    "DockerSandbox",
     "LocalSandbox",
     "Sandbox",
     "SandboxConfig",
     "SandboxStartError",
+    "backend_unavailable",
     "make_sandbox",
 ]

@@ -15,7 +15,7 @@ class CellStatus(str, enum.Enum):
     OK = "ok"                       # the code ran to the end
     ERROR = "error"                 # the code raised (SyntaxError included)
     TIMEOUT = "timeout"             # the cell ran past its time limit; the worker was restarted
-    SANDBOX_FAILURE = "sandbox_failure"  # the worker died or could not be reached: not the code's fault
+    SANDBOX_FAILURE = "sandbox_failure"  # the worker died or was unreachable: not the code's fault
 
 
 @dataclass(frozen=True)
@@ -56,30 +56,79 @@ class CellResult:
         return self.status is CellStatus.OK
 
 
+_MiB = 1024 * 1024
+
+
 @dataclass(frozen=True)
 class SandboxConfig:
-    """Limits and behaviour shared by every backend.
+    """Limits shared by every backend; each has a safe default (see docs/sandbox.md).
 
-    Attributes:
-        cell_timeout: wall-clock seconds a cell may run before the worker is killed and restarted.
-        max_output_bytes: stdout and stderr are each cut to this many characters (head and tail
-            kept, with a marker in between) inside the sandbox, before they reach the env.
-        max_figures: figures kept per cell; later ones are dropped with a note on stderr.
-        max_figure_pixels: a figure larger than this (H * W) is downscaled to fit.
+    Time:
+        cell_timeout: wall-clock seconds a cell may run before the worker is killed and
+            restarted (`CellStatus.TIMEOUT`).
+        cpu_seconds: CPU seconds the episode's interpreter may use in total, all its threads
+            together (RLIMIT_CPU; each process a cell starts gets the same budget). This catches
+            work that outlives its cell, e.g. a busy background thread; past it the worker is
+            killed and the next cell reports the crash.
         start_timeout: seconds to wait for a fresh worker to be ready.
+
+    Memory and processes:
+        memory_bytes: address space of the interpreter (RLIMIT_AS; the container's memory limit
+            under Docker). Allocations past it raise `MemoryError` in the cell.
+        max_processes: processes plus threads the episode may have at once (RLIMIT_NPROC under
+            a user id of its own; the container's pids limit under Docker). A fork bomb gets
+            `BlockingIOError` / "can't start new thread" instead of taking the machine.
+
+    Files:
+        max_file_bytes: the largest file a cell may write (RLIMIT_FSIZE; `OSError` past it).
+        max_open_files: file descriptors open at once (RLIMIT_NOFILE).
+
+    Output:
+        max_output_bytes: stdout and stderr are each cut to this many characters (head and tail
+            kept, with a marker in between) inside the sandbox, and again by the host.
+        max_figures: figures kept per cell; later ones are dropped with a note on stderr.
+        max_figure_pixels: a figure larger than this (H * W) is drawn smaller to fit, before
+            anything that size is allocated.
     """
 
+    # -- time
     cell_timeout: float = 30.0
+    cpu_seconds: float = 600.0
+    start_timeout: float = 60.0
+    # -- memory and processes
+    memory_bytes: int = 4096 * _MiB
+    max_processes: int = 64
+    # -- files
+    max_file_bytes: int = 256 * _MiB
+    max_open_files: int = 256
+    # -- output
     max_output_bytes: int = 64 * 1024
     max_figures: int = 16
     max_figure_pixels: int = 4096 * 4096
-    start_timeout: float = 60.0
 
     def __post_init__(self) -> None:
-        if self.cell_timeout <= 0:
-            raise ValueError(f"cell_timeout must be > 0 seconds, got {self.cell_timeout}")
+        positive = ("cell_timeout", "cpu_seconds", "start_timeout", "max_figures",
+                    "max_figure_pixels")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"SandboxConfig.{name} must be > 0, got {getattr(self, name)}")
         if self.max_output_bytes < 64:
             raise ValueError(f"max_output_bytes must be >= 64, got {self.max_output_bytes}")
+        if self.memory_bytes < 256 * _MiB:
+            raise ValueError(f"memory_bytes must be >= 256 MiB (numpy and matplotlib need room), "
+                             f"got {self.memory_bytes}")
+        if self.max_processes < 4:
+            raise ValueError(f"max_processes must be >= 4 (the interpreter itself uses a few), "
+                             f"got {self.max_processes}")
+        if self.max_file_bytes < 1 or self.max_open_files < 32:
+            raise ValueError("max_file_bytes must be >= 1 and max_open_files >= 32, got "
+                             f"{self.max_file_bytes} and {self.max_open_files}")
+
+    def max_result_bytes(self) -> int:
+        """The most a well-behaved worker can send back for one cell (the host's read cap)."""
+        # stdout, stderr and traceback; JSON escapes a character in at most 12 bytes
+        text = 3 * 12 * self.max_output_bytes
+        return 64 * 1024 + text + self.max_figures * self.max_figure_pixels * 3
 
 
 class Sandbox(Protocol):
@@ -88,7 +137,8 @@ class Sandbox(Protocol):
     `start` gives a fresh interpreter with the episode's media preloaded as globals
     (`image_clue_0..` as PIL RGB images, `video_clue_0..` as video readers, plus `np`, `plt`,
     `Image`); `run` executes a cell in it, keeping state between cells; `close` frees everything.
-    Backends: `LocalSandbox` (a worker process). Never raises for bad code: the result says.
+    Backends: `LocalSandbox` (a worker forked from a local zygote) and `DockerSandbox` (the same
+    worker inside a container). Never raises for bad code: the result says.
     """
 
     config: SandboxConfig

@@ -1,31 +1,18 @@
-"""The process side of `LocalSandbox`: runs cells in one persistent namespace, capturing output.
-
-The fork server imports this module ahead of time (numpy, PIL and matplotlib come with it), so a
-fresh worker only has to fork. `serve` is the worker's whole life: detach from the parent's
-terminal and process group, load the episode's media as globals, then answer `("run", code)`
-messages with a `CellResult` until the connection closes.
-
-What a cell sees: `image_clue_0, image_clue_1, ...` (PIL RGB images), `video_clue_0, ...`,
-`np`, `plt` (Agg backend), `matplotlib`, `Image` (`PIL.Image`) and `display`. Figures are captured
-when they are really shown: `plt.show()` under any alias, `fig.show()`, `fig.canvas.manager.show()`,
-`display(obj)` and `PIL.Image.Image.show()`. Each is rendered to RGB `uint8` pixels straight from
-the Agg buffer (no PNG encode) and, for pyplot figures, closed.
-"""
+"""The worker: runs one episode's cells in a persistent namespace, capturing output and figures."""
 
 from __future__ import annotations
 
 import builtins
-import ctypes
 import importlib
 import io
 import linecache
 import os
 import signal
+import socket
 import sys
 import tempfile
 import time
 import traceback
-from multiprocessing.connection import Connection
 from typing import Any, Sequence
 
 import matplotlib
@@ -36,7 +23,15 @@ from matplotlib.backend_bases import FigureManagerBase
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
 
+from pyvision_env.sandbox import confine
 from pyvision_env.sandbox.base import CellError, CellResult, CellStatus, SandboxConfig
+from pyvision_env.sandbox.wire import (
+    Channel,
+    ChannelClosed,
+    ChannelCorrupt,
+    encode_result,
+    unpack_arrays,
+)
 
 VIDEO_HOOK_MODULE = "pyvision_env.media.video"
 CELL_FILENAME_PREFIX = "<cell-"
@@ -48,8 +43,6 @@ _MARKER_RESERVE = 48
 _ENV_KEEP = ("PATH", "LANG", "LANGUAGE", "TZ", "TERM", "MPLCONFIGDIR", "OMP_NUM_THREADS",
              "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _ENV_KEEP_PREFIXES = ("LC_",)
-
-_PR_SET_PDEATHSIG = 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,7 +251,8 @@ def install_display_hooks(sink: FigureSink) -> Any:
             else:
                 print(repr(obj))
 
-    plt.switch_backend("Agg")
+    if matplotlib.get_backend().lower() != "agg":  # the zygote has chosen Agg already
+        plt.switch_backend("Agg")
     plt.show = pyplot_show
     matplotlib.figure.Figure.show = figure_show
     FigureManagerBase.show = manager_show
@@ -294,7 +288,15 @@ def describe_exception(exc: BaseException) -> CellError:
 
 
 class Session:
-    """One episode's interpreter: the cells' namespace, the cell counter and the capture hooks."""
+    """One episode's interpreter: the cells' namespace, the cell counter and the capture hooks.
+
+    What a cell sees: `image_clue_0, image_clue_1, ...` (PIL RGB images), `video_clue_0, ...`,
+    `np`, `plt` (Agg backend), `matplotlib`, `Image` (`PIL.Image`) and `display`. Figures are
+    captured when they are really shown: `plt.show()` under any alias, `fig.show()`,
+    `fig.canvas.manager.show()`, `display(obj)` and `PIL.Image.Image.show()`. Each is rendered to
+    RGB `uint8` pixels straight from the Agg buffer (no PNG encode) and, for pyplot figures,
+    closed.
+    """
 
     def __init__(self, config: SandboxConfig, images: Sequence[np.ndarray],
                  videos: Sequence[str]) -> None:
@@ -365,46 +367,96 @@ def _open_video(path: str) -> Any:
 # Process setup and the message loop
 # ---------------------------------------------------------------------------------------------
 
-def _detach(workdir: str) -> None:
-    """Leave the parent's process group and terminal; private cwd; a scrubbed environment.
+def start_worker(fd: int, workdir: str, uid_base: int, isolation: list[str]) -> None:
+    """The worker's whole life, in a child of the zygote; never returns.
 
-    Own process group: the parent can kill the worker and anything it started in one call.
-    Parent-death signal: if the fork server (and so the host) dies, the worker dies too.
-    fds 0-2 go to /dev/null, so output written past `sys.stdout` (C code, subprocesses) never
-    reaches the host's terminal. The environment keeps only an allowlist, HOME/TMPDIR = cwd.
+    Order matters: detach and receive the episode's media as root (video files may be readable
+    by root only), then confine (see `_confine`), report `ready`, and serve cells.
     """
-    os.setsid()
+    uid = uid_base + int(os.readlink("/proc/self"))  # /proc/self: the pid outside our PID namespace
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: rely on the pipe closing instead
-        pass
+        channel = _detach(fd)
+        header, buffers = channel.recv(time.monotonic() + 60.0)
+        config = SandboxConfig(**header["config"])
+        if "network" not in isolation and confine.unshare(confine.CLONE_NEWNET):
+            isolation = [*isolation, "network"]
+        try:
+            images = unpack_arrays(header["images"], buffers[:len(header["images"])])
+            session = Session(config, images, _video_paths(header, buffers, workdir))
+        except Exception as exc:
+            channel.send({"op": "failed", "message": f"{type(exc).__name__}: {exc}"})
+            os._exit(0)
+        isolation = isolation + _confine(config, workdir, uid)
+        channel.send({"op": "ready", "isolation": isolation, "uid": os.getuid()})
+        serve(channel, session)
+    finally:
+        os._exit(0)
+
+
+def _detach(fd: int) -> Channel:
+    """Own session, die with the zygote, fds 0-2 on /dev/null, every other inherited fd closed."""
+    os.setsid()
+    confine.die_with_parent()
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
+    for target in (0, 1, 2):
+        os.dup2(devnull, target)
     os.close(devnull)
+    os.closerange(3, fd)
+    os.closerange(fd + 1, 1 << 16)
+    return Channel(socket.socket(fileno=fd))
+
+
+def _video_paths(header: dict[str, Any], buffers: list[bytearray], workdir: str) -> list[str]:
+    """Video paths as given, plus videos sent by value (Docker) written into the working dir."""
+    paths = list(header["videos"])
+    for name, data in zip(header["video_files"], buffers[len(header["images"]):]):
+        path = os.path.join(workdir, os.path.basename(name))
+        with open(path, "wb") as file:
+            file.write(data)
+        paths.append(path)
+    return paths
+
+
+def _confine(config: SandboxConfig, workdir: str, uid: int) -> list[str]:
+    """Private cwd, scrubbed environment, rlimits, our own uid, Landlock. Returns what applied."""
+    os.chown(workdir, uid, uid)
+    os.chmod(workdir, 0o700)
     os.chdir(workdir)
+    os.umask(0o077)
     kept = {key: value for key, value in os.environ.items()
             if key in _ENV_KEEP or key.startswith(_ENV_KEEP_PREFIXES)}
     os.environ.clear()
-    os.environ.update(kept, HOME=workdir, TMPDIR=workdir, PWD=workdir)
+    os.environ.update(kept, HOME=workdir, TMPDIR=workdir, PWD=workdir, MPLCONFIGDIR=workdir)
     tempfile.tempdir = None
+    applied = confine.apply_limits(
+        cpu_seconds=config.cpu_seconds, memory_bytes=config.memory_bytes,
+        max_processes=config.max_processes, max_file_bytes=config.max_file_bytes,
+        max_open_files=config.max_open_files)
+    if confine.drop_privileges(uid):
+        applied.append("user")
+    if confine.no_new_privileges():
+        applied += ["landlock-" + part for part in confine.restrict_with_landlock(
+            [workdir, os.devnull])]
+    return applied
 
 
-def serve(conn: Connection, config: SandboxConfig, images: Sequence[np.ndarray],
-          videos: Sequence[str], workdir: str) -> None:
-    """The worker's main loop. Replies `("ready", pid)` or `("failed", message)`, then results."""
-    _detach(workdir)
-    try:
-        session = Session(config, images, videos)
-    except Exception as exc:
-        conn.send(("failed", f"{type(exc).__name__}: {exc}"))
-        return
-    conn.send(("ready", os.getpid()))
+def serve(channel: Channel, session: Session) -> None:
+    """Answer `run` messages with results until the host closes the connection.
+
+    A process the cell forked returns here too: it exits instead of answering for the worker.
+    """
+    worker = os.getpid()
     while True:
         try:
-            message = conn.recv()
-        except (EOFError, OSError):
+            header, _ = channel.recv()
+        except (ChannelClosed, ChannelCorrupt):
             return
-        if message[0] != "run":
+        if header.get("op") != "run":
             return
-        conn.send(session.run(message[1]))
+        result = session.run(header["code"])
+        if os.getpid() != worker:
+            os._exit(0)
+        channel.send(*encode_result(result))
