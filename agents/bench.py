@@ -1,111 +1,104 @@
-"""The benchmark harness: agents x envs, results to JSONL (resumable), a summary table."""
+"""The benchmark harness: agents x envs, resumable JSONL results, leaderboard, plots and viewer."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Mapping, Sequence
 
 import gymnasium as gym
 from tqdm import tqdm
 
 import pyvision_env  # noqa: F401  (registers the env ids)
-from agents.registry import make_agent
-from agents.results import ResultsFile
+from agents.plots import ACCURACY_PLOT, CODE_CELLS_PLOT, plot_accuracy_vs_visual_tokens, plot_code_cells
+from agents.registry import AGENTS, agent_name, make_agent
+from agents.results import ResultsFile, write_text_atomic
 from agents.runner import run_episodes
+from agents.summary import UNSCORED, Summary, format_table, leaderboard, summarize
+from agents.viewer import write_viewer
 
 SUMMARY_FILE = "summary.json"
-
-
-@dataclass(frozen=True)
-class Summary:
-    """Aggregate results of one agent on one env."""
-
-    env_id: str
-    agent: str
-    episodes: int
-    accuracy: float
-    mean_turns: float
-    mean_code_cells: float
-    zero_tool_share: float
-    mean_visual_tokens: float
-    steps_per_second: float
-    end_reasons: dict[str, int]
-
-
-def summarize(records: Sequence[dict[str, Any]], env_id: str, agent: str) -> Summary:
-    """Summarize the records of one (env, agent) pair."""
-    rows = [r for r in records if r["env_id"] == env_id and r["agent"] == agent]
-    n = len(rows)
-
-    def mean(field: str) -> float:
-        return sum(float(r[field]) for r in rows) / n if n else 0.0
-
-    reasons: dict[str, int] = {}
-    for row in rows:
-        reasons[row["end_reason"]] = reasons.get(row["end_reason"], 0) + 1
-    wall = sum(r["wall_time"] for r in rows)
-    return Summary(
-        env_id=env_id,
-        agent=agent,
-        episodes=n,
-        accuracy=mean("correct"),
-        mean_turns=mean("turns"),
-        mean_code_cells=mean("code_cells"),
-        zero_tool_share=sum(r["code_cells"] == 0 for r in rows) / n if n else 0.0,
-        mean_visual_tokens=mean("visual_tokens"),
-        steps_per_second=sum(r["turns"] for r in rows) / wall if wall > 0 else 0.0,
-        end_reasons=dict(sorted(reasons.items())),
-    )
-
-
-def format_table(summaries: Iterable[Summary]) -> str:
-    """A plain-text table of summaries, one row per (env, agent)."""
-    headers = ("env", "agent", "episodes", "accuracy", "turns", "code cells", "zero-tool",
-               "visual tokens", "steps/s")
-    rows = [
-        (s.env_id, s.agent, str(s.episodes), f"{s.accuracy:.1%}", f"{s.mean_turns:.2f}",
-         f"{s.mean_code_cells:.2f}", f"{s.zero_tool_share:.0%}", f"{s.mean_visual_tokens:,.0f}",
-         f"{s.steps_per_second:.1f}")
-        for s in summaries
-    ]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
-    return "\n".join([line(headers), line(tuple("-" * w for w in widths)), *map(line, rows)])
+LEADERBOARD_FILE = "leaderboard.txt"
+DEFAULT_MAX_IMAGES = 32  # PyVisionEnv's default image budget
 
 
 def bench(
     env_ids: Sequence[str],
-    agent_names: Sequence[str],
+    agent_specs: Sequence[str],
     episodes: int,
     out_dir: str | Path,
     *,
     seed: int = 0,
     num_envs: int = 1,
-    env_kwargs: dict[str, Any] | None = None,
+    env_kwargs: Mapping[str, Any] | None = None,
+    agent_options: Mapping[str, Any] | None = None,
     progress: bool = True,
+    plots: bool = True,
+    viewer: bool = True,
+    save_images: bool = True,
 ) -> list[Summary]:
     """Run every agent on every env for `episodes` episodes (seeds `seed`, `seed+1`, ...).
 
-    Records go to `out_dir/episodes.jsonl` as each episode finishes; a rerun with the same
-    arguments skips the episodes already there. Returns one `Summary` per (env, agent) and
-    writes them to `out_dir/summary.json`.
+    Each episode's record goes to `out_dir/episodes.jsonl` as it finishes; a rerun with the same
+    arguments skips the episodes already there (a model is loaded only if it has episodes left).
+    Then `summary.json` and `leaderboard.txt`, the plots (`accuracy_vs_visual_tokens.png`,
+    `code_cells_per_episode.png`) and `viewer.html` are (re)written from all the records.
+    `agent_options` go to every model agent (see `agents.registry.make_agent`); a `vllm` agent
+    gets the envs' image budget as `max_images` unless given one. Returns the summaries in
+    leaderboard order.
     """
-    results = ResultsFile(out_dir)
+    names = check_args(env_ids, agent_specs, episodes, agent_options)
+    env_kwargs = dict(env_kwargs or {})
+    results = ResultsFile(out_dir, save_images=save_images)
     done = results.done()
-    for env_id in env_ids:
-        gym.spec(env_id)  # fail fast, with Gymnasium's closest-name suggestion
-    for agent_name in agent_names:
-        agent = make_agent(agent_name)
+    for spec in agent_specs:
+        todo = {
+            env_id: [(i, seed + i) for i in range(episodes) if (env_id, names[spec], i) not in done]
+            for env_id in env_ids
+        }
+        if not any(todo.values()):
+            continue
+        agent = make_agent(spec, _options_for(spec, agent_options, env_ids, env_kwargs))
         for env_id in env_ids:
-            todo = [(i, seed + i) for i in range(episodes) if (env_id, agent.name, i) not in done]
-            _run_pair(env_id, agent, todo, results, num_envs, env_kwargs or {}, progress)
-    summaries = [summarize(results.records, e, a) for a in agent_names for e in env_ids]
-    Path(out_dir, SUMMARY_FILE).write_text(
-        json.dumps([asdict(s) for s in summaries], indent=2) + "\n", encoding="utf-8"
-    )
+            _run_pair(env_id, agent, todo[env_id], results, num_envs, env_kwargs, progress)
+    summaries = leaderboard(summarize(results.records, e, names[a]) for a in agent_specs for e in env_ids)
+    write_reports(out_dir, summaries, results.records, plots=plots, viewer=viewer)
     return summaries
+
+
+def check_args(env_ids: Sequence[str], agent_specs: Sequence[str], episodes: int,
+               agent_options: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """Fail fast on bad arguments (unknown env ids or agents); return each spec's agent name."""
+    if episodes < 0:
+        raise ValueError(f"episodes must be >= 0, got {episodes}")
+    for env_id in env_ids:
+        gym.spec(env_id)  # raises with Gymnasium's closest-name suggestion
+    return {spec: agent_name(spec, agent_options) for spec in agent_specs}
+
+
+def write_reports(out_dir: str | Path, summaries: Sequence[Summary], records: Sequence[dict[str, Any]],
+                  *, plots: bool = True, viewer: bool = True) -> None:
+    """Write summary.json, leaderboard.txt and (optionally) the plots and the viewer."""
+    out_dir = Path(out_dir)
+    write_text_atomic(out_dir / SUMMARY_FILE, json.dumps([asdict(s) for s in summaries], indent=2) + "\n")
+    write_text_atomic(out_dir / LEADERBOARD_FILE, format_table(summaries) + "\n")
+    if plots:
+        plot_accuracy_vs_visual_tokens(summaries, out_dir / ACCURACY_PLOT)
+        plot_code_cells(records, out_dir / CODE_CELLS_PLOT)
+    if viewer:
+        write_viewer(out_dir)
+
+
+def _options_for(spec, agent_options, env_ids, env_kwargs) -> dict[str, Any]:
+    if spec in AGENTS:
+        return {}
+    options = dict(agent_options or {})
+    if spec.startswith("vllm:"):
+        budgets = [env_kwargs.get("max_images", gym.spec(e).kwargs.get("max_images", DEFAULT_MAX_IMAGES))
+                   for e in env_ids]
+        options.setdefault("max_images", max(budgets))
+    return options
 
 
 def _run_pair(env_id, agent, todo, results, num_envs, env_kwargs, progress) -> None:
@@ -113,13 +106,16 @@ def _run_pair(env_id, agent, todo, results, num_envs, env_kwargs, progress) -> N
         return
     bar = tqdm(total=len(todo), desc=f"{agent.name} on {env_id}", disable=not progress,
                unit="ep", dynamic_ncols=True)
-    correct = 0
+    correct = scored = errors = 0
     make_env = lambda: gym.make(env_id, **env_kwargs)  # noqa: E731
     with bar:
-        for finished, record in enumerate(
-            run_episodes(make_env, agent, todo, env_id=env_id, num_envs=num_envs), start=1
-        ):
+        for record in run_episodes(make_env, agent, todo, env_id=env_id, num_envs=num_envs):
             results.append(record)
-            correct += record.correct
-            bar.set_postfix(acc=f"{correct / finished:.1%}", refresh=False)
+            if record.end_reason in UNSCORED:
+                errors += 1
+            else:
+                scored += 1
+                correct += record.correct
+            accuracy = f"{correct / scored:.1%}" if scored else "-"
+            bar.set_postfix(acc=accuracy, errors=errors, refresh=False)
             bar.update()

@@ -1,24 +1,81 @@
-"""Agents by name, for the CLI and the benchmark harness."""
+"""Agents by name or spec, for the CLI and the benchmark harness."""
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-from typing import Callable
+import importlib
+import inspect
+from typing import Any, Callable, Mapping
 
 from agents.base import Agent
+from agents.model import GenerationConfig
 from agents.scripted import NoToolAgent, SolverAgent
 
+# Scripted baselines, by name.
 AGENTS: dict[str, Callable[[], Agent]] = {
     SolverAgent.name: SolverAgent,
     NoToolAgent.name: NoToolAgent,
 }
 
+# Model backends, by spec prefix: `<backend>:<model name or local path>`.
+BACKENDS: dict[str, str] = {
+    "openai": "agents.openai_agent:OpenAIAgent",
+    "transformers": "agents.transformers_agent:TransformersAgent",
+    "vllm": "agents.vllm_agent:VLLMAgent",
+}
 
-def make_agent(name: str) -> Agent:
-    """Build a registered agent; an unknown name suggests the closest one."""
-    try:
-        return AGENTS[name]()
-    except KeyError:
-        close = difflib.get_close_matches(name, AGENTS, n=1)
+_GENERATION_FIELDS = {f.name for f in dataclasses.fields(GenerationConfig)}
+
+
+def agent_name(spec: str, options: Mapping[str, Any] | None = None) -> str:
+    """The name an agent built from `spec` will have in results, without building it.
+
+    >>> agent_name("openai:qwen", {"name": "qwen-7b"})
+    'qwen-7b'
+    """
+    _check_spec(spec)
+    if spec in AGENTS:
+        return spec
+    return str((options or {}).get("name", spec))
+
+
+def _check_spec(spec: str) -> None:
+    if spec in AGENTS:
+        return
+    backend, sep, model = spec.partition(":")
+    if not sep or backend not in BACKENDS:
+        known = sorted(AGENTS) + [f"{b}:<model>" for b in BACKENDS]
+        close = difflib.get_close_matches(spec, [*AGENTS, *BACKENDS], n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown agent {name!r}; known: {sorted(AGENTS)}.{hint}") from None
+        raise ValueError(f"unknown agent {spec!r}; known: {known}.{hint}")
+    if not model:
+        raise ValueError(f"agent spec {spec!r} names no model: write {backend}:<model name or path>")
+
+
+def make_agent(spec: str, options: Mapping[str, Any] | None = None) -> Agent:
+    """Build an agent from its spec.
+
+    Specs: a scripted baseline (`solver`, `no-tool`), or `<backend>:<model>` with backend
+    `openai` (model name on the server), `transformers` or `vllm` (a local model folder).
+    `options` go to the model backend's constructor (see each class), except the sampling
+    settings `max_new_tokens`, `temperature`, `top_p`, `seed`, which form its
+    `GenerationConfig`. Scripted baselines take no options. An unknown name suggests the closest.
+
+    >>> make_agent("solver").name
+    'solver'
+    """
+    _check_spec(spec)
+    options = dict(options or {})
+    if spec in AGENTS:
+        return AGENTS[spec]()
+    backend, _, model = spec.partition(":")
+    generation = GenerationConfig(**{k: options.pop(k) for k in list(options) if k in _GENERATION_FIELDS})
+    options.setdefault("name", spec)
+    module, _, cls = BACKENDS[backend].partition(":")
+    factory = getattr(importlib.import_module(module), cls)
+    try:
+        inspect.signature(factory).bind(model, generation=generation, **options)
+    except TypeError as error:
+        raise TypeError(f"bad option for agent {spec!r}: {error}") from None
+    return factory(model, generation=generation, **options)

@@ -5,20 +5,28 @@ from __future__ import annotations
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, Union
 
 import gymnasium as gym
+import numpy as np
 
-from agents.base import Agent, EpisodeContext
+from agents.base import Agent, AgentFailure, EpisodeContext
 from pyvision_env import info as keys
-from pyvision_env.protocol import parts_to_text
 
-ENV_ERROR = "ENV_ERROR"  # end reason when the env itself raised: a bug to report, not the policy
+ENV_ERROR = "ENV_ERROR"      # end reason when the env itself raised: a bug to report, not the policy
+AGENT_ERROR = "AGENT_ERROR"  # end reason when the agent could not produce a turn (endpoint down, ...)
+
+EnvSource = Union[Callable[[], gym.Env], gym.vector.VectorEnv]
 
 
 @dataclass(frozen=True)
 class EpisodeRecord:
-    """One finished episode, as written to the benchmark's JSONL file."""
+    """One finished episode, as written to the benchmark's JSONL file.
+
+    `transcript` is the chat: `{"role", "content": [{"type": "text", "text"} |
+    {"type": "image", "image": k}]}` where `k` indexes `images`, the episode's images in order
+    (arrays, kept out of `to_json`; the results file stores them as PNG files).
+    """
 
     env_id: str
     agent: str
@@ -35,15 +43,19 @@ class EpisodeRecord:
     reward_parts: dict[str, float]
     turns: int
     code_cells: int
-    images: int
+    images_shown: int
     visual_tokens: int
     end_reason: str
     wall_time: float
     error: str | None = None
-    transcript: list[dict[str, str]] = field(default_factory=list)
+    transcript: list[dict[str, Any]] = field(default_factory=list)
+    images: tuple[np.ndarray, ...] = field(default=(), repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The record as JSON-ready data, without the image arrays."""
+        data = asdict(self)
+        del data["images"]
+        return data
 
 
 @dataclass
@@ -56,7 +68,7 @@ class _Running:
 
 
 def run_episodes(
-    make_env: Callable[[], gym.Env],
+    envs: EnvSource,
     agent: Agent,
     episodes: Sequence[tuple[int, int]],
     *,
@@ -65,28 +77,50 @@ def run_episodes(
 ) -> Iterator[EpisodeRecord]:
     """Play `episodes` ((episode index, seed) pairs) and yield each record as it finishes.
 
-    `num_envs` envs run side by side; each turn the agent gets one call with every active
+    `envs` is a function that makes one env (the runner makes `num_envs` of them and closes
+    them at the end) or a synchronous vector env from `gymnasium.make_vec(...,
+    vectorization_mode="sync")`, whose sub-envs are driven one by one (`num_envs` is then the
+    vector's size; the caller closes it). Each turn the agent gets one call with every active
     episode, so episodes finish at different times and a freed env takes the next episode.
-    An env that raises ends that episode with end reason ENV_ERROR; the run goes on.
+    An env that raises ends that episode with end reason ENV_ERROR, an agent that returns an
+    `AgentFailure` for it with AGENT_ERROR; the run goes on.
     """
     queue = list(reversed(episodes))
-    envs = [make_env() for _ in range(max(1, min(num_envs, len(episodes))))]
+    pool, owned = _env_pool(envs, num_envs, len(episodes))
     running: dict[int, _Running] = {}
     try:
-        for slot in range(len(envs)):
-            yield from _start_next(envs, slot, queue, running, agent, env_id)
+        for slot in range(len(pool)):
+            yield from _start_next(pool, slot, queue, running, agent, env_id)
         while running:
             slots = sorted(running)
             actions = agent.act([running[slot].context for slot in slots])
-            for slot, action in zip(slots, actions, strict=True):
-                record = _advance(envs[slot], running[slot], action, agent, env_id)
+            if len(actions) != len(slots):
+                raise RuntimeError(
+                    f"agent {agent.name!r} returned {len(actions)} actions for {len(slots)} episodes"
+                )
+            for slot, action in zip(slots, actions):
+                record = _advance(pool[slot], running[slot], action, agent, env_id)
                 if record is not None:
                     del running[slot]
                     yield record
-                    yield from _start_next(envs, slot, queue, running, agent, env_id)
+                    yield from _start_next(pool, slot, queue, running, agent, env_id)
     finally:
-        for env in envs:
-            env.close()
+        if owned:
+            for env in pool:
+                env.close()
+
+
+def _env_pool(envs: EnvSource, num_envs: int, num_episodes: int) -> tuple[list[gym.Env], bool]:
+    if isinstance(envs, gym.vector.VectorEnv):
+        sub_envs = getattr(envs, "envs", None)
+        if sub_envs is None:
+            raise TypeError(
+                f"the runner drives each sub-env on its own schedule, which needs a synchronous "
+                f"vector env; got {type(envs).__name__}. Use gymnasium.make_vec(..., "
+                f"vectorization_mode='sync') or pass a function that makes one env"
+            )
+        return list(sub_envs), False
+    return [envs() for _ in range(max(1, min(num_envs, num_episodes)))], True
 
 
 def _start_next(envs, slot, queue, running, agent, env_id) -> Iterator[EpisodeRecord]:
@@ -97,19 +131,22 @@ def _start_next(envs, slot, queue, running, agent, env_id) -> Iterator[EpisodeRe
         try:
             observation, info = envs[slot].reset(seed=seed)
         except Exception as error:  # a broken task: record it, keep going
-            yield _error_record(env_id, agent, episode, seed, started, error)
+            yield _error_record(env_id, agent, episode, seed, started, ENV_ERROR, _describe(error))
             continue
         context = EpisodeContext(slot, info[keys.MESSAGES], observation, info, info)
         running[slot] = _Running(episode, seed, context, started)
         return
 
 
-def _advance(env, run: _Running, action: str, agent: Agent, env_id: str) -> EpisodeRecord | None:
+def _advance(env, run: _Running, action, agent: Agent, env_id: str) -> EpisodeRecord | None:
+    if isinstance(action, AgentFailure):
+        return _record(env, run, 0.0, run.context.info, agent, env_id,
+                       end_reason=AGENT_ERROR, error=action.message)
     try:
         observation, reward, terminated, truncated, info = env.step(action)
     except Exception as error:
-        return _error_record(env_id, agent, run.episode, run.seed, run.started, error,
-                             run.context.reset_info)
+        return _error_record(env_id, agent, run.episode, run.seed, run.started, ENV_ERROR,
+                             _describe(error), run.context.reset_info)
     run.context.observation = observation
     run.context.info = info
     run.context.messages = info[keys.MESSAGES]
@@ -118,8 +155,10 @@ def _advance(env, run: _Running, action: str, agent: Agent, env_id: str) -> Epis
     return _record(env, run, float(reward), info, agent, env_id)
 
 
-def _record(env, run: _Running, reward: float, info, agent: Agent, env_id: str) -> EpisodeRecord:
+def _record(env, run: _Running, reward: float, info, agent: Agent, env_id: str, *,
+            end_reason: str | None = None, error: str | None = None) -> EpisodeRecord:
     task = env.unwrapped.current_task
+    transcript, images = transcript_of(info[keys.MESSAGES])
     return EpisodeRecord(
         env_id=env_id,
         agent=agent.name,
@@ -136,17 +175,37 @@ def _record(env, run: _Running, reward: float, info, agent: Agent, env_id: str) 
         reward_parts=info[keys.REWARD_PARTS],
         turns=info[keys.TURN],
         code_cells=info[keys.NUM_CODE_CELLS],
-        images=info[keys.NUM_IMAGES],
+        images_shown=info[keys.NUM_IMAGES],
         visual_tokens=info[keys.VISUAL_TOKENS],
-        end_reason=info[keys.END_REASON],
+        end_reason=end_reason or info[keys.END_REASON],
         wall_time=time.monotonic() - run.started,
-        transcript=[
-            {"role": m["role"], "text": parts_to_text(m["content"])} for m in info[keys.MESSAGES]
-        ],
+        error=error,
+        transcript=transcript,
+        images=tuple(images),
     )
 
 
-def _error_record(env_id, agent, episode, seed, started, error, reset_info=None) -> EpisodeRecord:
+def transcript_of(messages: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
+    """The chat as JSON-ready data (images replaced by their index) and the images in order."""
+    transcript, images = [], []
+    for message in messages:
+        content = []
+        for part in message["content"]:
+            if part["type"] == "image":
+                content.append({"type": "image", "image": len(images)})
+                images.append(part["image"])
+            else:
+                content.append({"type": "text", "text": part["text"]})
+        transcript.append({"role": message["role"], "content": content})
+    return transcript, images
+
+
+def _describe(error: BaseException) -> str:
+    return "".join(traceback.format_exception_only(type(error), error)).strip()
+
+
+def _error_record(env_id, agent, episode, seed, started, end_reason, message,
+                  reset_info=None) -> EpisodeRecord:
     reset_info = reset_info or {}
     return EpisodeRecord(
         env_id=env_id,
@@ -164,9 +223,9 @@ def _error_record(env_id, agent, episode, seed, started, error, reset_info=None)
         reward_parts={"accuracy": 0.0, "tool": 0.0, "total": 0.0},
         turns=0,
         code_cells=0,
-        images=0,
+        images_shown=0,
         visual_tokens=0,
-        end_reason=ENV_ERROR,
+        end_reason=end_reason,
         wall_time=time.monotonic() - started,
-        error="".join(traceback.format_exception_only(type(error), error)).strip(),
+        error=message,
     )

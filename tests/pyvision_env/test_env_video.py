@@ -125,5 +125,5 @@ def test_solver_solves_builtin_video_tasks():
 
     make_env = lambda: gym.make("PyVisionVideo-v0", difficulty="easy")  # noqa: E731
     records = list(run_episodes(make_env, SolverAgent(), [(i, i) for i in range(5)]))
-    assert all(r.correct and r.code_cells == 1 and r.images >= 1 for r in records)
+    assert all(r.correct and r.code_cells == 1 and r.images_shown >= 1 for r in records)
     assert len({r.task_id.split("/")[0] for r in records}) >= 2

@@ -1,0 +1,83 @@
+"""The shared shape of model-backed agents: sampling settings, batching, per-episode failures."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from agents.base import Action, AgentFailure, EpisodeContext
+from agents.chat import ModelReply, check_protocol, reply_to_action, to_model_messages
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Sampling settings shared by every model backend.
+
+    Attributes:
+        max_new_tokens: tokens generated per turn at most.
+        temperature: 0 is greedy decoding.
+        top_p: nucleus sampling mass (ignored when greedy).
+        seed: sampling seed where the backend takes one (None: unseeded).
+    """
+
+    max_new_tokens: int = 2048
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = 0
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 is greedy), got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+class ModelAgent:
+    """Base of the model-backed agents: env chats in, one batched `_generate` call, actions out.
+
+    A subclass implements `_generate(conversations)`, one reply per conversation (each in the
+    protocol's model-side form, see `agents.chat.to_model_messages`). When a batch call raises,
+    the conversations are retried one by one so that only the episodes that really fail end
+    with an `AgentFailure`.
+    """
+
+    name: str
+
+    def __init__(self, name: str, protocol: str, generation: GenerationConfig | None) -> None:
+        check_protocol(protocol)
+        self.name = name
+        self.protocol = protocol
+        self.generation = generation or GenerationConfig()
+
+    def act(self, contexts: Sequence[EpisodeContext]) -> list[Action]:
+        conversations = [to_model_messages(c.messages, self.protocol) for c in contexts]
+        replies = self._generate_isolated(conversations)
+        return [
+            reply if isinstance(reply, AgentFailure) else reply_to_action(reply, self.protocol)
+            for reply in replies
+        ]
+
+    def _generate(self, conversations: list[list[dict[str, Any]]]) -> list[ModelReply | AgentFailure]:
+        raise NotImplementedError
+
+    def _generate_isolated(self, conversations):
+        try:
+            return self._generate(conversations)
+        except Exception as error:  # noqa: BLE001 - a backend error must not end the run
+            if len(conversations) == 1:
+                return [AgentFailure(f"{type(error).__name__}: {error}")]
+        return [self._generate_isolated([c])[0] for c in conversations]
+
+
+AGENTS_EXTRA = "pip install 'pyvision-env[agents]'"
+
+
+def require(module: str, install: str = AGENTS_EXTRA) -> Any:
+    """Import an optional heavy dependency, or fail with the pip line that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise ImportError(f"this agent needs {module!r}, which is not installed: {install}") from error

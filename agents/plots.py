@@ -1,0 +1,66 @@
+"""Benchmark plots as PNG: accuracy against visual tokens, and code cells per episode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from agents.summary import UNSCORED, Summary
+
+ACCURACY_PLOT = "accuracy_vs_visual_tokens.png"
+CODE_CELLS_PLOT = "code_cells_per_episode.png"
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure  # no pyplot: no global figure state, no GUI backend
+
+    figure = Figure(figsize=(width, height), dpi=110, layout="constrained")
+    return figure, figure.add_subplot()
+
+
+def plot_accuracy_vs_visual_tokens(summaries: Sequence[Summary], path: str | Path) -> Path:
+    """One marker per (agent, env) at (mean visual tokens, accuracy), with its 95% interval."""
+    figure, axes = _figure(6.4, 4.2)
+    agents = list(dict.fromkeys(s.agent for s in summaries))
+    envs = list(dict.fromkeys(s.env_id for s in summaries))
+    markers = "osD^v<>ph*"
+    for i, agent in enumerate(agents):
+        for summary in (s for s in summaries if s.agent == agent):
+            marker = markers[envs.index(summary.env_id) % len(markers)]
+            errors = [[max(summary.accuracy - summary.accuracy_low, 0.0)],
+                      [max(summary.accuracy_high - summary.accuracy, 0.0)]]
+            axes.errorbar(summary.mean_visual_tokens, summary.accuracy, yerr=errors,
+                          fmt=marker, color=f"C{i}", capsize=3,
+                          label=f"{agent} · {summary.env_id}")
+    axes.set_xlabel("mean visual tokens per episode")
+    axes.set_ylabel("accuracy (95% CI)")
+    axes.set_ylim(-0.05, 1.05)
+    axes.set_title("Accuracy against visual tokens")
+    axes.grid(alpha=0.3)
+    if summaries:
+        axes.legend(fontsize=7, loc="best")
+    figure.savefig(path)
+    return Path(path)
+
+
+def plot_code_cells(records: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """The distribution of code cells per (scored) episode, one bar group per agent × env."""
+    figure, axes = _figure(6.4, 4.2)
+    scored = [r for r in records if r["end_reason"] not in UNSCORED]
+    groups = list(dict.fromkeys((r["agent"], r["env_id"]) for r in scored))
+    top = max((r["code_cells"] for r in scored), default=0)
+    width = 0.8 / max(len(groups), 1)
+    for i, (agent, env_id) in enumerate(groups):
+        cells = [r["code_cells"] for r in scored if r["agent"] == agent and r["env_id"] == env_id]
+        shares = [cells.count(k) / len(cells) for k in range(top + 1)]
+        axes.bar([k - 0.4 + width * (i + 0.5) for k in range(top + 1)], shares, width=width,
+                 label=f"{agent} · {env_id}", color=f"C{i}")
+    axes.set_xticks(range(top + 1))
+    axes.set_xlabel("code cells in the episode")
+    axes.set_ylabel("share of episodes")
+    axes.set_title("Code cells per episode")
+    axes.grid(axis="y", alpha=0.3)
+    if groups:
+        axes.legend(fontsize=7, loc="best")
+    figure.savefig(path)
+    return Path(path)

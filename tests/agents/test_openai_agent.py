@@ -1,0 +1,173 @@
+"""The OpenAI-compatible agent against a local HTTP server started by the test."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import gymnasium as gym
+import pytest
+from PIL import Image
+
+pytest.importorskip("openai", reason="needs openai: pip install 'pyvision-env[agents]'")
+
+import pyvision_env  # noqa: F401,E402
+from agents.bench import bench  # noqa: E402
+from agents.registry import make_agent  # noqa: E402
+from agents.runner import AGENT_ERROR, run_episodes  # noqa: E402
+
+CODE = "I will look.\n<code>\n```python\nprint('ANSWER: 3')\n```\n"  # stop string eaten by the server
+
+
+class FakeServer:
+    """An OpenAI-compatible `/v1/chat/completions` whose replies come from `script(request, n)`.
+
+    `script` returns (status, body dict, delay seconds); every request body is kept in `requests`.
+    """
+
+    def __init__(self, script):
+        self.script, self.requests, self.lock = script, [], threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server.lock:
+                    server.requests.append(body)
+                    n = len(server.requests)
+                status, reply, delay = server.script(body, n)
+                time.sleep(delay)
+                data = json.dumps(reply).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:
+                    pass  # the client gave up (timeout test)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def completion(content, tool_calls=None):
+    message = {"role": "assistant", "content": content}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    return {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "message": message,
+                         "finish_reason": "tool_calls" if tool_calls else "stop"}]}
+
+
+def tag_script(body, n):
+    first_turn = body["messages"][-1]["role"] == "user"
+    return 200, completion(CODE if first_turn else "<answer>\n\\boxed{3}\n</answer>"), 0.0
+
+
+@pytest.fixture
+def server(request):
+    fake = FakeServer(getattr(request, "param", tag_script))
+    yield fake
+    fake.close()
+
+
+def agent_for(server, **options):
+    return make_agent("openai:m", {"base_url": server.url, "backoff": 0.01, **options})
+
+
+def make_env():
+    return gym.make("PyVisionImage-v0", difficulty="easy", max_turns=4)
+
+
+def test_episodes_run_with_images_as_data_urls(server):
+    records = list(run_episodes(make_env, agent_for(server), [(0, 0), (1, 1)], num_envs=2))
+    assert [r.end_reason for r in records] == ["DONE", "DONE"]
+    assert all(r.code_cells == 1 and r.predicted == "3" for r in records)
+    first = server.requests[0]
+    assert first["model"] == "m" and first["stop"] == ["</code>"] and first["temperature"] == 0.0
+    images = [p for p in first["messages"][0]["content"] if p["type"] == "image_url"]
+    url = images[0]["image_url"]["url"]
+    assert url.startswith("data:image/png;base64,")
+    decoded = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert decoded.size == records[0].images[0].shape[1::-1]
+    later = server.requests[-1]["messages"]
+    assert [m["role"] for m in later] == ["user", "assistant", "observation"]
+    assert later[1]["content"][0]["text"].endswith("</code>")  # the stop string was put back
+    assert "ANSWER: 3" in later[2]["content"][0]["text"]
+
+
+@pytest.mark.parametrize("server", [lambda body, n: (503, {"error": "busy"}, 0) if n <= 2
+                                    else tag_script(body, n)], indirect=True)
+def test_server_errors_are_retried_with_backoff(server):
+    records = list(run_episodes(make_env, agent_for(server, max_retries=3), [(0, 0)]))
+    assert records[0].end_reason == "DONE" and len(server.requests) == 4  # 2 failures, 2 turns
+
+
+@pytest.mark.parametrize("server", [lambda body, n: (*tag_script(body, n)[:2], 2.0 if n == 1 else 0)],
+                         indirect=True)
+def test_a_request_that_times_out_is_retried(server):
+    started = time.monotonic()
+    records = list(run_episodes(make_env, agent_for(server, timeout=0.5, max_retries=1), [(0, 0)]))
+    assert records[0].end_reason == "DONE" and len(server.requests) == 3
+    assert time.monotonic() - started < 2.0  # the slow attempt was abandoned, not waited for
+
+
+@pytest.mark.parametrize("server", [lambda body, n: (400, {"error": {"message": "prompt too long"}}, 0)],
+                         indirect=True)
+def test_a_client_error_is_not_retried_and_ends_the_episode(server):
+    records = list(run_episodes(make_env, agent_for(server, max_retries=3), [(0, 0)]))
+    assert records[0].end_reason == AGENT_ERROR and len(server.requests) == 1
+    assert "BadRequestError" in records[0].error and "prompt too long" in records[0].error
+
+
+def test_a_dead_endpoint_ends_its_episodes_and_the_run_goes_on(tmp_path):
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dead = f"http://127.0.0.1:{port}/v1"
+    summaries = bench(["PyVisionImage-v0"], ["openai:m", "no-tool"], 3, tmp_path, progress=False,
+                      plots=False, viewer=False,
+                      agent_options={"base_url": dead, "max_retries": 1, "backoff": 0.01})
+    by_agent = {s.agent: s for s in summaries}
+    assert by_agent["openai:m"].errors == 3 and by_agent["openai:m"].end_reasons == {AGENT_ERROR: 3}
+    assert by_agent["no-tool"].episodes == 3 and by_agent["no-tool"].errors == 0
+    records = [json.loads(line) for line in (tmp_path / "episodes.jsonl").read_text().splitlines()]
+    failed = [r for r in records if r["agent"] == "openai:m"]
+    assert all(dead in r["error"] and "APIConnectionError" in r["error"] for r in failed)
+    assert all(r["task_id"] and r["transcript"][0]["role"] == "user" for r in failed)
+
+
+def tool_script(body, n):
+    assert body["tools"][0]["function"]["name"] == "python" and "stop" not in body
+    if body["messages"][-1]["role"] == "user":
+        call = {"id": "call_a", "type": "function",
+                "function": {"name": "python", "arguments": json.dumps({"code": "print('ANSWER: 3')"})}}
+        return 200, completion(None, [call]), 0
+    return 200, completion("It prints 3, so \\boxed{3}."), 0
+
+
+@pytest.mark.parametrize("server", [tool_script], indirect=True)
+def test_tools_protocol_turns_tool_calls_into_code_cells(server):
+    agent = agent_for(server, protocol="tools", observation_role="user")
+    records = list(run_episodes(make_env, agent, [(0, 0)]))
+    assert records[0].end_reason == "DONE" and records[0].code_cells == 1
+    assert records[0].predicted == "3"
+    second = server.requests[1]["messages"]
+    assert second[1]["role"] == "assistant" and second[1]["tool_calls"][0]["function"]["name"] == "python"
+    assert second[2]["role"] == "tool" and second[2]["tool_call_id"] == second[1]["tool_calls"][0]["id"]
+    assert "ANSWER: 3" in second[2]["content"]
