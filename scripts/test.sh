@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The project's test command (README, .ci/run): the system pieces some tests use — a Docker
+# daemon with the sandbox image, headless Chromium — then a venv with the dev extra, then pytest.
+# A system piece that cannot be installed is reported and its tests skip with that reason.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/ci_docker.sh
+if ! command -v chromium >/dev/null; then
+    echo "test: installing chromium (for the trajectory viewer's browser test)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+        >/dev/null 2>&1 || echo "test: chromium could not be installed; the browser test will skip"
+fi
+python3 -m venv .venv
+.venv/bin/pip install -q -e ".[dev]"
+.venv/bin/python -m pytest -q "$@"
