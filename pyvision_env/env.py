@@ -327,7 +327,7 @@ class PyVisionEnv(gym.Env[Observation, str]):
             ) from None
         arrays = media.images
         infos = [ImageInfo(width=a.shape[1], height=a.shape[0]) for a in arrays]
-        shown = [a.copy() for a in arrays] if self.image_in_prompt else None
+        shown = list(arrays) if self.image_in_prompt else None  # fresh arrays every reset
         return _frame_parts(media.frames) + build_prompt(
             template, task.question, infos, shown, media.videos
         )
