@@ -234,18 +234,14 @@ class PyVisionEnv(gym.Env[Observation, str]):
             episode.last_exec = dict(_NO_EXEC)
             return self._finish_with_answer(turn.answer)
         if turn.kind == "code":
-            parts, failed = self._run_cell(turn.code)
-            if episode.end_reason is EndReason.SANDBOX_FAILURE:
-                return self._end(parts, EndReason.SANDBOX_FAILURE, truncated=True)
+            parts, status = self._run_cell(turn.code)
         else:
-            parts, failed = render_format_error(FORMAT_ERROR_MESSAGE, self.chat_form), True
+            parts, status = render_format_error(FORMAT_ERROR_MESSAGE, self.chat_form), None
             episode.last_exec = dict(_NO_EXEC)
-        if failed and self.on_error == "terminate":
-            return self._end(parts, EndReason.ERROR_IN_ACTION, truncated=False)
         self._add_observation(parts)
-        reason = self._budget_exceeded()
+        reason = self._end_reason_after(status)
         if reason is not None:
-            return self._end(None, reason, truncated=True, parts_shown=parts)
+            return self._end(parts, reason)
         return _observation(parts), 0.0, False, False, self._info()
 
     def render(self) -> str | None:
@@ -332,17 +328,14 @@ class PyVisionEnv(gym.Env[Observation, str]):
             template, task.question, infos, shown, media.videos
         )
 
-    def _run_cell(self, code: str) -> tuple[list[dict[str, Any]], bool]:
-        """Run one cell; return the observation parts and whether the code failed."""
+    def _run_cell(self, code: str) -> tuple[list[dict[str, Any]], CellStatus]:
+        """Run one cell; return the observation parts and how the cell ended."""
         episode = self._episode
         assert episode is not None and self._sandbox is not None
         result = self._sandbox.run(code)
         episode.last_exec = _exec_record(result)
-        if result.status is CellStatus.SANDBOX_FAILURE:
-            episode.end_reason = EndReason.SANDBOX_FAILURE
-            return render_cell(result, 0, max_output_chars=self.max_output_chars,
-                               form=self.chat_form), True
-        episode.num_code_cells += 1
+        if result.status is not CellStatus.SANDBOX_FAILURE:  # our failure is not the policy's cell
+            episode.num_code_cells += 1
         room = max(self.max_images - episode.num_images, 0)
         if len(result.figures) > room:
             result = replace(result, figures=result.figures[:room])
@@ -351,7 +344,7 @@ class PyVisionEnv(gym.Env[Observation, str]):
         episode.num_figures += len(result.figures)
         parts = render_cell(result, first_clue, max_output_chars=self.max_output_chars,
                             form=self.chat_form)
-        return parts, result.status in (CellStatus.ERROR, CellStatus.TIMEOUT)
+        return parts, result.status
 
     def _finish_with_answer(self, answer: str | None):
         episode = self._episode
@@ -366,21 +359,29 @@ class PyVisionEnv(gym.Env[Observation, str]):
         self._close_episode()
         return _observation([]), episode.reward_parts.total, True, False, self._info()
 
-    def _end(self, parts, reason: EndReason, *, truncated: bool, parts_shown=None):
-        """End without an answer: reward 0. `parts` not yet added to the chat are added first."""
+    def _end(self, parts: list[dict[str, Any]], reason: EndReason):
+        """End without an answer: reward 0. Only ERROR_IN_ACTION is a terminal state; every
+        other reason is a truncation."""
         episode = self._episode
         assert episode is not None
-        if parts is not None:
-            self._add_observation(parts)
         episode.end_reason = reason
         self._close_episode()
-        shown = parts if parts is not None else parts_shown
-        return _observation(shown or []), 0.0, not truncated, truncated, self._info()
+        terminated = reason is EndReason.ERROR_IN_ACTION
+        return _observation(parts), 0.0, terminated, not terminated, self._info()
 
     def _close_episode(self) -> None:
         """Free the worker as soon as the episode is over; the next reset starts a fresh one."""
         if self._sandbox is not None:
             self._sandbox.close()
+
+    def _end_reason_after(self, status: CellStatus | None) -> EndReason | None:
+        """Why the episode ends after a turn that ran a cell (`status`) or was malformed (None)."""
+        if status is CellStatus.SANDBOX_FAILURE:
+            return EndReason.SANDBOX_FAILURE
+        failed = status in (None, CellStatus.ERROR, CellStatus.TIMEOUT)
+        if failed and self.on_error == "terminate":
+            return EndReason.ERROR_IN_ACTION
+        return self._budget_exceeded()
 
     def _budget_exceeded(self) -> EndReason | None:
         episode = self._episode
