@@ -34,7 +34,7 @@ def _family(name: str):
     return builtin_family(name)
 
 
-def _redacted_task(reset_info: dict) -> Task:
+def redacted_task(reset_info: dict) -> Task:
     """The task as the agent may know it: everything the env reports, never the answer."""
     return Task(
         id=reset_info[keys.TASK_ID],
@@ -63,7 +63,7 @@ class SolverAgent:
     def _turn(self, context: EpisodeContext) -> str:
         family = context.reset_info[keys.TASK_EXTRA].get("family")
         if context.info[keys.TURN] == 0 and family is not None:
-            task = _redacted_task(context.reset_info)
+            task = redacted_task(context.reset_info)
             return code_turn(_family(family).solution_code(task))
         found = _ANSWER_LINE.findall(context.observation["text"])
         return answer_turn(found[-1].strip() if found else UNKNOWN)
@@ -79,7 +79,7 @@ class NoToolAgent:
 
     @staticmethod
     def _guess(reset_info: dict) -> str:
-        task = _redacted_task(reset_info)
+        task = redacted_task(reset_info)
         rng = np.random.default_rng(zlib.crc32(task.id.encode()))
         family = task.extra.get("family")
         if family is not None:

@@ -32,11 +32,10 @@ from PIL import Image  # noqa: E402
 import pyvision_env  # noqa: F401  (registers the env ids)
 from agents.base import EpisodeContext
 from agents.runner import run_episodes
-from agents.scripted import UNKNOWN, SolverAgent, answer_turn
+from agents.scripted import UNKNOWN, SolverAgent, answer_turn, redacted_task
 from pyvision_env import info as keys
 from pyvision_env.media.video import VideoReader
 from pyvision_env.tasks.builtin import builtin_family
-from pyvision_env.tasks.task import Task
 
 _FRAME_LABEL = re.compile(r"Frame (\d+) \(t=")
 _LENGTH = re.compile(r"Video Length: (\d+); Sample FPS: ([\d.]+)")
@@ -82,10 +81,7 @@ class UniformFramesAgent:
         if not frames or length is None:
             return UNKNOWN
         backend = _ShownFrames(indices, frames, int(length[1]), float(length[2]))
-        info = context.reset_info
-        task = Task(id=info[keys.TASK_ID], question=info[keys.QUESTION], answer="",
-                    answer_type=info[keys.ANSWER_TYPE], choices=tuple(info[keys.CHOICES]),
-                    extra=info[keys.TASK_EXTRA])
+        task = redacted_task(context.reset_info)
         code = builtin_family(task.extra["family"]).solution_code(task)
         namespace = {"video_clue_0": VideoReader(backend), "np": np, "plt": plt, "Image": Image}
         out = io.StringIO()
