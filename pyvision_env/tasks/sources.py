@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -28,8 +29,8 @@ class DatasetTasks:
         self.name = name
         self._by_id = {task.id: task for task in self.tasks}
         if len(self._by_id) != len(self.tasks):
-            seen: set[str] = set()
-            repeated = sorted({t.id for t in self.tasks if t.id in seen or seen.add(t.id)})
+            counts = Counter(task.id for task in self.tasks)
+            repeated = sorted(task_id for task_id, n in counts.items() if n > 1)
             raise ValueError(f"{name}: task ids must be unique; repeated: {repeated[:5]}")
 
     @classmethod
