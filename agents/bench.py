@@ -11,12 +11,12 @@ import gymnasium as gym
 from tqdm import tqdm
 
 import pyvision_env  # noqa: F401  (registers the env ids)
-from agents.plots import ACCURACY_PLOT, CODE_CELLS_PLOT, plot_accuracy_vs_visual_tokens, plot_code_cells
-from agents.registry import AGENTS, agent_name, make_agent
-from agents.results import ResultsFile, write_text_atomic
-from agents.runner import run_episodes
-from agents.summary import UNSCORED, Summary, format_table, leaderboard, summarize
-from agents.viewer import write_viewer
+from pyvision_agents.plots import ACCURACY_PLOT, CODE_CELLS_PLOT, plot_accuracy_vs_visual_tokens, plot_code_cells
+from pyvision_agents.registry import AGENTS, agent_name, make_agent
+from pyvision_agents.results import ResultsFile, write_text_atomic
+from pyvision_agents.runner import run_episodes
+from pyvision_agents.summary import UNSCORED, Summary, format_table, leaderboard, summarize
+from pyvision_agents.viewer import write_viewer
 
 SUMMARY_FILE = "summary.json"
 LEADERBOARD_FILE = "leaderboard.txt"
@@ -44,7 +44,7 @@ def bench(
     arguments skips the episodes already there (a model is loaded only if it has episodes left).
     Then `summary.json` and `leaderboard.txt`, the plots (`accuracy_vs_visual_tokens.png`,
     `code_cells_per_episode.png`) and `viewer.html` are (re)written from all the records.
-    `agent_options` go to every model agent (see `agents.registry.make_agent`); a `vllm` agent
+    `agent_options` go to every model agent (see `pyvision_agents.registry.make_agent`); a `vllm` agent
     gets the envs' image budget as `max_images` unless given one. Returns the summaries in
     leaderboard order.
     """

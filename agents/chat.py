@@ -12,7 +12,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from agents.scripted import answer_turn, code_turn
+from pyvision_agents.scripted import answer_turn, code_turn
 from pyvision_env.protocol import extract_boxed, extract_code, parse_turn, parts_to_text
 
 ProtocolName = Literal["tags", "tools"]

@@ -6,8 +6,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from agents.base import Action, AgentFailure, EpisodeContext
-from agents.chat import ModelReply, check_protocol, reply_to_action, to_model_messages
+from pyvision_agents.base import Action, AgentFailure, EpisodeContext
+from pyvision_agents.chat import ModelReply, check_protocol, reply_to_action, to_model_messages
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class ModelAgent:
     """Base of the model-backed agents: env chats in, one batched `_generate` call, actions out.
 
     A subclass implements `_generate(conversations)`, one reply per conversation (each in the
-    protocol's model-side form, see `agents.chat.to_model_messages`). When a batch call raises,
+    protocol's model-side form, see `pyvision_agents.chat.to_model_messages`). When a batch call raises,
     the conversations are retried one by one so that only the episodes that really fail end
     with an `AgentFailure`.
     """

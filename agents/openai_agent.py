@@ -9,15 +9,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from agents.base import AgentFailure
-from agents.chat import (
+from pyvision_agents.base import AgentFailure
+from pyvision_agents.chat import (
     PYTHON_TOOL,
     ModelReply,
     continues_final,
     openai_messages,
     stop_strings,
 )
-from agents.model import GenerationConfig, ModelAgent, require
+from pyvision_agents.model import GenerationConfig, ModelAgent, require
 
 _RETRY_STATUS = {408, 409, 429}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from agents.summary import UNSCORED, Summary
+from pyvision_agents.summary import UNSCORED, Summary
 
 ACCURACY_PLOT = "accuracy_vs_visual_tokens.png"
 CODE_CELLS_PLOT = "code_cells_per_episode.png"

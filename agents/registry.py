@@ -8,9 +8,9 @@ import importlib
 import inspect
 from typing import Any, Callable, Mapping
 
-from agents.base import Agent
-from agents.model import GenerationConfig
-from agents.scripted import NoToolAgent, SolverAgent
+from pyvision_agents.base import Agent
+from pyvision_agents.model import GenerationConfig
+from pyvision_agents.scripted import NoToolAgent, SolverAgent
 
 # Scripted baselines, by name.
 AGENTS: dict[str, Callable[[], Agent]] = {
@@ -20,9 +20,9 @@ AGENTS: dict[str, Callable[[], Agent]] = {
 
 # Model backends, by spec prefix: `<backend>:<model name or local path>`.
 BACKENDS: dict[str, str] = {
-    "openai": "agents.openai_agent:OpenAIAgent",
-    "transformers": "agents.transformers_agent:TransformersAgent",
-    "vllm": "agents.vllm_agent:VLLMAgent",
+    "openai": "pyvision_agents.openai_agent:OpenAIAgent",
+    "transformers": "pyvision_agents.transformers_agent:TransformersAgent",
+    "vllm": "pyvision_agents.vllm_agent:VLLMAgent",
 }
 
 _GENERATION_FIELDS = {f.name for f in dataclasses.fields(GenerationConfig)}

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from agents.runner import EpisodeRecord
+from pyvision_agents.runner import EpisodeRecord
 
 RESULTS_FILE = "episodes.jsonl"
 IMAGES_DIR = "images"

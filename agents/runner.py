@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterator, Sequence, Union
 import gymnasium as gym
 import numpy as np
 
-from agents.base import Agent, AgentFailure, EpisodeContext
+from pyvision_agents.base import Agent, AgentFailure, EpisodeContext
 from pyvision_env import info as keys
 
 ENV_ERROR = "ENV_ERROR"      # end reason when the env itself raised: a bug to report, not the policy

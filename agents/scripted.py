@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from agents.base import EpisodeContext
+from pyvision_agents.base import EpisodeContext
 from pyvision_env import info as keys
 from pyvision_env.tasks.task import Task
 

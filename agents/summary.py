@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from agents.runner import AGENT_ERROR, ENV_ERROR
+from pyvision_agents.runner import AGENT_ERROR, ENV_ERROR
 from pyvision_env.info import EndReason
 
 # End reasons that are not the policy's doing: such episodes are counted but not scored.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.chat import (
+from pyvision_agents.chat import (
     PYTHON_TOOL,
     ModelReply,
     continues_final,
@@ -13,7 +13,7 @@ from agents.chat import (
     stop_strings,
     trim_after_stop,
 )
-from agents.model import GenerationConfig, ModelAgent, require
+from pyvision_agents.model import GenerationConfig, ModelAgent, require
 
 
 class TransformersAgent(ModelAgent):

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from agents.results import read_records, write_text_atomic
+from pyvision_agents.results import read_records, write_text_atomic
 
 VIEWER_FILE = "viewer.html"
 MAX_IMAGE_SIDE = 640  # images are embedded as PNG thumbnails no larger than this

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.chat import (
+from pyvision_agents.chat import (
     PYTHON_TOOL,
     ModelReply,
     continues_final,
@@ -12,7 +12,7 @@ from agents.chat import (
     parse_tool_call_text,
     stop_strings,
 )
-from agents.model import GenerationConfig, ModelAgent, require
+from pyvision_agents.model import GenerationConfig, ModelAgent, require
 
 VLLM_INSTALL = "pip install vllm (on a machine with a CUDA GPU)"
 

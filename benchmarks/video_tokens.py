@@ -30,9 +30,9 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import pyvision_env  # noqa: F401  (registers the env ids)
-from agents.base import EpisodeContext
-from agents.runner import run_episodes
-from agents.scripted import UNKNOWN, SolverAgent, answer_turn, redacted_task
+from pyvision_agents.base import EpisodeContext
+from pyvision_agents.runner import run_episodes
+from pyvision_agents.scripted import UNKNOWN, SolverAgent, answer_turn, redacted_task
 from pyvision_env import info as keys
 from pyvision_env.media.video import VideoReader
 from pyvision_env.tasks.builtin import builtin_family

@@ -12,12 +12,12 @@ import time
 import gymnasium as gym
 import pytest
 
-from agents.bench import bench
-from agents.results import RESULTS_FILE
-from agents.base import AgentFailure
-from agents.runner import AGENT_ERROR, ENV_ERROR, run_episodes
-from agents.scripted import NoToolAgent, SolverAgent, answer_turn
-from pyvision_env.cli import main
+from pyvision_agents.bench import bench
+from pyvision_agents.results import RESULTS_FILE
+from pyvision_agents.base import AgentFailure
+from pyvision_agents.runner import AGENT_ERROR, ENV_ERROR, run_episodes
+from pyvision_agents.scripted import NoToolAgent, SolverAgent, answer_turn
+from pyvision_agents.cli import main
 
 
 def read_records(out):
@@ -58,7 +58,7 @@ def test_cli_bench_solver_and_no_tool(tmp_path, capsys):
 
 def test_a_run_killed_halfway_resumes_with_no_duplicate_and_no_gap(tmp_path):
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "pyvision_env.cli", "bench", "--env", "PyVisionImage-v0",
+    command = [sys.executable, "-m", "pyvision_agents.cli", "bench", "--env", "PyVisionImage-v0",
                "--agent", "no-tool", "solver", "--episodes", "6", "--out", str(out), "--no-progress"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     path = out / RESULTS_FILE

@@ -17,9 +17,9 @@ from PIL import Image
 pytest.importorskip("openai", reason="needs openai: pip install 'pyvision-env[agents]'")
 
 import pyvision_env  # noqa: F401,E402
-from agents.bench import bench  # noqa: E402
-from agents.registry import make_agent  # noqa: E402
-from agents.runner import AGENT_ERROR, run_episodes  # noqa: E402
+from pyvision_agents.bench import bench  # noqa: E402
+from pyvision_agents.registry import make_agent  # noqa: E402
+from pyvision_agents.runner import AGENT_ERROR, run_episodes  # noqa: E402
 
 CODE = "I will look.\n<code>\n```python\nprint('ANSWER: 3')\n```\n"  # stop string eaten by the server
 

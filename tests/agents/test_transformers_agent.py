@@ -6,9 +6,9 @@ import gymnasium as gym
 import pytest
 
 import pyvision_env  # noqa: F401
-from agents.base import EpisodeContext
-from agents.registry import make_agent
-from agents.runner import run_episodes
+from pyvision_agents.base import EpisodeContext
+from pyvision_agents.registry import make_agent
+from pyvision_agents.runner import run_episodes
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_tools_protocol_renders_tool_calls(tiny_qwen):
     _context(env)
     _, _, _, _, info = env.step("Look.\n<code>\n```python\nprint(1)\n```\n</code>")
     env.close()
-    from agents.chat import to_model_messages
+    from pyvision_agents.chat import to_model_messages
 
     text, _ = agent.render(to_model_messages(info["messages"], "tools"))
     assert '<tools>\n{"type": "function", "function": {"name": "python"' in text

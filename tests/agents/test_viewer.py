@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from agents.bench import bench
-from pyvision_env.cli import main
+from pyvision_agents.bench import bench
+from pyvision_agents.cli import main
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -25,7 +25,7 @@ def _skip_reason() -> str | None:
 def test_missing_vllm_fails_with_the_pip_line():
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vllm is installed here")
-    from agents.registry import make_agent
+    from pyvision_agents.registry import make_agent
 
     with pytest.raises(ImportError, match="pip install vllm"):
         make_agent("vllm:/nonexistent/model")
@@ -36,8 +36,8 @@ def test_vllm_agent_plays_batched_episodes(tiny_qwen):
     if reason:
         print(f"SKIP: {reason}")
         pytest.skip(reason)
-    from agents.registry import make_agent
-    from agents.runner import run_episodes
+    from pyvision_agents.registry import make_agent
+    from pyvision_agents.runner import run_episodes
 
     agent = make_agent(f"vllm:{tiny_qwen}", {"max_new_tokens": 16, "max_images": 4,
                                              "max_model_len": 4096, "gpu_memory_utilization": 0.3,

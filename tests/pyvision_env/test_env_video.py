@@ -120,8 +120,8 @@ def test_broken_video_is_skipped_when_not_strict(clips, tmp_path):
 
 
 def test_solver_solves_builtin_video_tasks():
-    from agents.runner import run_episodes
-    from agents.scripted import SolverAgent
+    from pyvision_agents.runner import run_episodes
+    from pyvision_agents.scripted import SolverAgent
 
     make_env = lambda: gym.make("PyVisionVideo-v0", difficulty="easy")  # noqa: E731
     records = list(run_episodes(make_env, SolverAgent(), [(i, i) for i in range(5)]))

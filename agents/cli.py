@@ -20,7 +20,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     try:
-        from agents.bench import bench, check_args, format_table
+        from pyvision_agents.bench import bench, check_args, format_table
     except ImportError as error:  # agents/ is part of this distribution; say what is missing
         print(f"pyvision-env bench needs the agents package: {error}", file=sys.stderr)
         return 2
@@ -56,7 +56,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _view(args: argparse.Namespace) -> int:
-    from agents.viewer import write_viewer
+    from pyvision_agents.viewer import write_viewer
 
     try:
         path = write_viewer(args.dir, args.output)
