@@ -157,18 +157,18 @@ def _advance(env, run: _Running, action, agent: Agent, env_id: str) -> EpisodeRe
 
 def _record(env, run: _Running, reward: float, info, agent: Agent, env_id: str, *,
             end_reason: str | None = None, error: str | None = None) -> EpisodeRecord:
-    task = env.unwrapped.current_task
+    task = run.context.reset_info
     transcript, images = transcript_of(info[keys.MESSAGES])
     return EpisodeRecord(
         env_id=env_id,
         agent=agent.name,
         episode=run.episode,
         seed=run.seed,
-        task_id=task.id,
-        task_source=task.source,
-        answer_type=task.answer_type,
-        question=task.question,
-        ground_truth=task.answer,
+        task_id=task[keys.TASK_ID],
+        task_source=task[keys.TASK_SOURCE],
+        answer_type=task[keys.ANSWER_TYPE],
+        question=task[keys.QUESTION],
+        ground_truth=info[keys.GROUND_TRUTH] or "",
         predicted=info[keys.ANSWER],
         correct=bool(info[keys.CORRECT]),
         reward=reward,

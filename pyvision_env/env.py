@@ -454,6 +454,7 @@ class PyVisionEnv(gym.Env[Observation, str]):
             keys.CORRECT: episode.correct,
             keys.REWARD_PARTS: episode.reward_parts.as_dict(),
             keys.TASK_ID: episode.task.id,
+            keys.GROUND_TRUTH: episode.task.answer if episode.end_reason else None,
         }
 
 

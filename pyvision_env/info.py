@@ -15,6 +15,7 @@ ANSWER = "answer"                  # the parsed boxed answer, or None
 CORRECT = "correct"                # whether the answer is right (False until answered)
 REWARD_PARTS = "reward_parts"      # {"accuracy", "tool", "total"} once over, zeros before
 TASK_ID = "task_id"
+GROUND_TRUTH = "ground_truth"    # the task's answer once the episode is over, None before
 TASK_SOURCE = "task_source"
 QUESTION = "question"
 CHOICES = "choices"
