@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from pyvision_env.info import EndReason
+from pyvision_env.media.tokens import VisualTokenRule
 from pyvision_env.protocol.render import CHAT_FORMS, ChatForm
+from pyvision_env.rewards import RewardConfig
 from pyvision_env.sandbox.base import SandboxConfig
 
 OnError = Literal["observe", "terminate"]
@@ -120,6 +122,11 @@ _OWNERS: dict[str, type] = {
     f.name: owner for owner in (EpisodeLimits, ProtocolOptions) for f in fields(owner)
 }
 FLAT_OPTIONS: tuple[str, ...] = tuple(_OWNERS)
+# The env's other keywords (`PyVisionEnv.__init__`), named in the unknown-option message.
+ENV_KEYWORDS: tuple[str, ...] = (
+    "data_path", "tasks", "families", "difficulty", "strict", "limits", "protocol", "reward",
+    "token_rule", "sandbox", "sandbox_config", "cell_timeout", "render_mode",
+)
 
 
 def build_configs(
@@ -175,6 +182,19 @@ def sandbox_settings(config: SandboxConfig | None, cell_timeout: float | None) -
     return replace(config, cell_timeout=cell_timeout)
 
 
+def check_components(
+    *, reward: Any = None, token_rule: Any = None, sandbox: Any = "local", render_mode: Any = None
+) -> None:
+    """Check the env's component arguments' types; a `ConfigError` saying what to pass."""
+    check_instance("reward", reward, RewardConfig, "a RewardConfig")
+    check_instance("token_rule", token_rule, VisualTokenRule, "a VisualTokenRule")
+    if not (isinstance(sandbox, str) or callable(sandbox)):
+        raise ConfigError(f"sandbox must be a backend name ('local', 'docker') or a callable "
+                          f"SandboxConfig -> Sandbox, got {_shown(sandbox)}")
+    if render_mode not in (None, "ansi"):
+        raise ConfigError(f"render_mode must be None or 'ansi', got {_shown(render_mode)}")
+
+
 def check_instance(name: str, value: Any, expected: type, hint: str) -> None:
     """Raise a `ConfigError` unless `value` is an `expected` (or None); `hint` says what to pass."""
     if value is not None and not isinstance(value, expected):
@@ -182,17 +202,16 @@ def check_instance(name: str, value: Any, expected: type, hint: str) -> None:
 
 
 def _instance(name: str, value: Any, cls: type) -> Any:
-    check_instance(name, value, cls, f"a {cls.__name__} (or flat keywords such as "
-                                     f"{fields(cls)[0].name}=...)")
+    check_instance(name, value, cls,
+                   f"{cls.__name__}(...) or flat keywords such as {fields(cls)[0].name}=...")
     return cls() if value is None else value
 
 
 def _unknown_option(name: str) -> str:
-    close = difflib.get_close_matches(name, FLAT_OPTIONS, n=1)
+    known = ENV_KEYWORDS + FLAT_OPTIONS
+    close = difflib.get_close_matches(name, known, n=1)
     suggestion = f"did you mean {close[0]!r}? " if close else ""
-    return (f"unknown env option {name!r}; {suggestion}"
-            f"options: data_path, tasks, families, difficulty, strict, cell_timeout, reward, "
-            f"token_rule, sandbox, sandbox_config, render_mode, {', '.join(FLAT_OPTIONS)}")
+    return f"unknown env option {name!r}; {suggestion}known options: {', '.join(known)}"
 
 
 def _check_int(name: str, value: Any, *, minimum: int | None) -> None:

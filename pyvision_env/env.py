@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import gymnasium as gym
+import numpy as np
 
 from pyvision_env import info as keys
 from pyvision_env.config import (
@@ -16,7 +17,7 @@ from pyvision_env.config import (
     EpisodeLimits,
     ProtocolOptions,
     build_configs,
-    check_instance,
+    check_components,
     sandbox_settings,
 )
 from pyvision_env.info import NO_EXEC, EndReason, ExecRecord
@@ -70,15 +71,11 @@ class PyVisionEnv(gym.Env[Observation, str]):
     (``<answer>\\boxed{...}</answer>``), which ends the episode.
 
     Observation: ``{"text": str, "images": tuple}``. After `reset` the text is the rendered prompt
-    and the images are the task images (when shown); after a code turn the text is the
-    ``<interpreter>`` block and the images are the figures the cell showed. Each image sits at an
-    ``<image>`` placeholder in the text. `info` holds everything else: see `pyvision_env.info`.
-    The reset `info` describes the task without its answer (`TaskView.from_info` reads it back);
-    the final `info` holds the ground truth.
-
-    Video tasks show no frames up front (unless `initial_frames` > 0): the prompt gives the
-    frame size, length in frames, average fps and duration, and the model pulls frames by code
-    from `video_clue_0`, a `decord.VideoReader`-like object in the sandbox.
+    and the images are the task images (when shown; a video prompt gives only the video's
+    metadata unless `initial_frames` > 0); after a code turn the text is the ``<interpreter>``
+    block and the images are the figures the cell showed. Each image sits at an ``<image>``
+    placeholder in the text. `info` holds everything else (`pyvision_env.info`): the reset `info`
+    describes the task without its answer (`TaskView.from_info`), the final one has the answer.
 
     Args:
         data_path: a PyVision data file (JSON/JSONL); None draws from the built-in task families.
@@ -127,13 +124,8 @@ class PyVisionEnv(gym.Env[Observation, str]):
         **options: Any,
     ):
         self.limits, self.protocol = build_configs(limits, protocol, options)
-        check_instance("reward", reward, RewardConfig, "a RewardConfig")
-        check_instance("token_rule", token_rule, VisualTokenRule, "a VisualTokenRule")
-        if render_mode not in (None, *self.metadata["render_modes"]):
-            raise ConfigError(f"render_mode must be None or 'ansi', got {render_mode!r}")
-        if not (isinstance(sandbox, str) or callable(sandbox)):
-            raise ConfigError(f"sandbox must be a backend name ('local', 'docker') or a callable "
-                              f"SandboxConfig -> Sandbox, got {type(sandbox).__name__}")
+        check_components(reward=reward, token_rule=token_rule, sandbox=sandbox,
+                         render_mode=render_mode)
         self.task_source = _task_source(data_path, tasks, families, difficulty, strict)
         self.strict = strict
         self.prompts = PromptBuilder.load(self.protocol.prompt_template, self.protocol.prompt_type,
@@ -159,13 +151,14 @@ class PyVisionEnv(gym.Env[Observation, str]):
         """
         super().reset(seed=seed)
         self._episode, self._closed = None, False
-        task, media = self._pick_task_with_media(options or {})
+        task, media = _draw_task(self.task_source, options or {}, self.np_random,
+                                 strict=self.strict, initial_frames=self.protocol.initial_frames)
         sandbox = self._start_sandbox(task, media)
         prompt = self.prompts.build(task.question, media)
         chat = Transcript(prompt, chat_form=self.protocol.chat_form,
                           num_input_images=len(media.images), token_rule=self.token_rule)
         self._episode = _Episode(task, chat, sandbox, start_time=time.monotonic())
-        return _observation(prompt), {**self._info(self._episode), **TaskView.of(task).as_info()}
+        return _observation(prompt), {**_info(self._episode), **TaskView.of(task).as_info()}
 
     def step(self, action: str) -> StepResult:
         """Take the model's text for one turn; run its code or grade its answer."""
@@ -191,7 +184,7 @@ class PyVisionEnv(gym.Env[Observation, str]):
             self._release_sandbox()
         terminated = episode.end_reason is EndReason.ERROR_IN_ACTION  # the only terminal failure
         truncated = episode.end_reason is not None and not terminated
-        return _observation(parts), 0.0, terminated, truncated, self._info(episode)
+        return _observation(parts), 0.0, terminated, truncated, _info(episode)
 
     def render(self) -> str | None:
         """With render_mode="ansi", the episode's transcript with `<image>` placeholders."""
@@ -205,8 +198,6 @@ class PyVisionEnv(gym.Env[Observation, str]):
         self._sandbox, self._closed = None, True
         super().close()
 
-    # ------------------------------------------------------------------ episode pieces
-
     def _running_episode(self) -> _Episode:
         """The episode `step` may act on; a Gymnasium error saying what to call otherwise."""
         if self._closed:
@@ -219,27 +210,10 @@ class PyVisionEnv(gym.Env[Observation, str]):
                 f"the episode is over ({self._episode.end_reason.value}); call reset()")
         return self._episode
 
-    def _pick_task_with_media(self, options: dict[str, Any]) -> tuple[Task, EpisodeMedia]:
-        """Pick a task and load its media. A task whose media fail to load raises, naming the
-        file; with strict=False a drawn (not requested) task is skipped with a warning instead."""
-        requested = bool({"task", "task_id", "task_index"} & set(options))
-        for _ in range(MAX_DRAWS):
-            task = _pick_task(self.task_source, options, self.np_random)
-            try:
-                return task, load_media(task.images, task.videos,
-                                        initial_frames=self.protocol.initial_frames)
-            except (OSError, ValueError) as error:
-                if self.strict or requested:
-                    raise
-                warnings.warn(f"skipping task {task.id!r}: {error}", stacklevel=3)
-        raise RuntimeError(f"{MAX_DRAWS} tasks in a row had media that could not be loaded")
-
     def _start_sandbox(self, task: Task, media: EpisodeMedia) -> Sandbox:
         """Start the env's sandbox (built on first use) with the episode's media preloaded."""
         if self._sandbox is None:
-            backend = self.sandbox_backend
-            self._sandbox = (make_sandbox(backend, self.sandbox_config) if isinstance(backend, str)
-                             else backend(self.sandbox_config))
+            self._sandbox = _build_sandbox(self.sandbox_backend, self.sandbox_config)
         self._sandbox.start(images=list(media.images), videos=[str(p) for p in task.videos])
         return self._sandbox
 
@@ -262,7 +236,7 @@ class PyVisionEnv(gym.Env[Observation, str]):
                                               self.reward_config, self.limits.max_turns)
         episode.last_exec, episode.end_reason = NO_EXEC, EndReason.DONE
         self._release_sandbox()
-        return _observation([]), episode.reward_parts.total, True, False, self._info(episode)
+        return _observation([]), episode.reward_parts.total, True, False, _info(episode)
 
     def _end_reason_after(self, episode: _Episode, status: CellStatus | None) -> EndReason | None:
         """Why the episode ends after a turn that ran a cell (`status`) or was malformed (None)."""
@@ -282,27 +256,13 @@ class PyVisionEnv(gym.Env[Observation, str]):
         if self._sandbox is not None:
             self._sandbox.close()
 
-    def _info(self, episode: _Episode) -> dict[str, Any]:
-        """The `info` of the current state, built last from the typed episode state."""
-        chat = episode.chat
-        return {
-            keys.MESSAGES: chat.snapshot(),
-            keys.TURN: chat.turns,
-            keys.NUM_CODE_CELLS: chat.num_code_cells,
-            keys.NUM_IMAGES: chat.num_images,
-            keys.VISUAL_TOKENS: chat.visual_tokens,
-            keys.EXEC: episode.last_exec.as_dict(),
-            keys.END_REASON: episode.end_reason.value if episode.end_reason else None,
-            keys.ANSWER: episode.answer,
-            keys.CORRECT: episode.correct,
-            keys.REWARD_PARTS: episode.reward_parts.as_dict(),
-            keys.TASK_ID: episode.task.id,
-            keys.GROUND_TRUTH: episode.task.answer if episode.end_reason else None,
-        }
-
-
 def _observation(parts: list[Part]) -> Observation:
     return {"text": parts_to_text(parts), "images": tuple(parts_images(parts))}
+
+
+def _build_sandbox(backend: str | Callable[[SandboxConfig], Sandbox],
+                   config: SandboxConfig) -> Sandbox:
+    return make_sandbox(backend, config) if isinstance(backend, str) else backend(config)
 
 
 def _exec_record(result: CellResult, *, figures_dropped: bool) -> ExecRecord:
@@ -316,7 +276,44 @@ def _exec_record(result: CellResult, *, figures_dropped: bool) -> ExecRecord:
     )
 
 
-def _pick_task(source: TaskSource, options: dict[str, Any], rng) -> Task:
+def _info(episode: _Episode) -> dict[str, Any]:
+    """The `info` of the episode's current state, formatted last from its typed state."""
+    chat = episode.chat
+    return {
+        keys.MESSAGES: chat.snapshot(),
+        keys.TURN: chat.turns,
+        keys.NUM_CODE_CELLS: chat.num_code_cells,
+        keys.NUM_IMAGES: chat.num_images,
+        keys.VISUAL_TOKENS: chat.visual_tokens,
+        keys.EXEC: episode.last_exec.as_dict(),
+        keys.END_REASON: episode.end_reason.value if episode.end_reason else None,
+        keys.ANSWER: episode.answer,
+        keys.CORRECT: episode.correct,
+        keys.REWARD_PARTS: episode.reward_parts.as_dict(),
+        keys.TASK_ID: episode.task.id,
+        keys.GROUND_TRUTH: episode.task.answer if episode.end_reason else None,
+    }
+
+
+def _draw_task(
+    source: TaskSource, options: dict[str, Any], rng: np.random.Generator, *, strict: bool,
+    initial_frames: int,
+) -> tuple[Task, EpisodeMedia]:
+    """Pick a task and load its media. A task whose media fail to load raises, naming the
+    file; with strict=False a drawn (not requested) task is skipped with a warning instead."""
+    requested = bool({"task", "task_id", "task_index"} & set(options))
+    for _ in range(MAX_DRAWS):
+        task = _pick_task(source, options, rng)
+        try:
+            return task, load_media(task.images, task.videos, initial_frames=initial_frames)
+        except (OSError, ValueError) as error:
+            if strict or requested:
+                raise
+            warnings.warn(f"skipping task {task.id!r}: {error}", stacklevel=3)
+    raise RuntimeError(f"{MAX_DRAWS} tasks in a row had media that could not be loaded")
+
+
+def _pick_task(source: TaskSource, options: dict[str, Any], rng: np.random.Generator) -> Task:
     """The task `options` names ("task", "task_id", "task_index"), else one drawn with `rng`."""
     if "task" in options:
         task = options["task"]
