@@ -341,6 +341,13 @@ def _task_source(
     if isinstance(families, str):
         raise ConfigError(f"families must be a list of family names, got the string "
                           f"{families!r}; pass families=[{families!r}]")
+    if tasks is not None:
+        tasks = [] if isinstance(tasks, (str, bytes)) else list(tasks)
+        if not tasks or not all(isinstance(task, Task) for task in tasks):
+            raise ConfigError("tasks must be a non-empty list of pyvision_env.Task records; "
+                              "for a data file pass data_path= instead")
+    if not isinstance(strict, bool):
+        raise ConfigError(f"strict must be true or false, got {strict!r}")
     if data_path is not None:
         return DatasetTasks.from_file(data_path, strict=strict)
     if tasks is not None:

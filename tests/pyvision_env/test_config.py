@@ -88,6 +88,8 @@ def test_registered_preset_keeps_its_setting_next_to_a_protocol_object():
         ({"render_mode": "human"}, ["render_mode must be None or 'ansi'"]),
         ({"families": "tiny_text"}, ["pass families=['tiny_text']"]),
         ({"tasks": [small_task()], "data_path": "x.json"}, ["data_path= or tasks=, not both"]),
+        ({"tasks": "data.json"}, ["tasks must be a non-empty list of pyvision_env.Task", "data_path="]),
+        ({"strict": "no"}, ["strict must be true or false"]),
     ],
     ids=lambda value: "-".join(value) if isinstance(value, dict) else None,
 )
