@@ -50,7 +50,7 @@ class PromptBuilder:
     def load(
         cls, path: str | Path | None = None, prompt_type: str | None = None,
         image_in_prompt: bool = True,
-    ) -> "PromptBuilder":
+    ) -> PromptBuilder:
         """Load the templates at `path` (None: the shipped ones) and check `prompt_type`.
 
         Raises:

@@ -68,13 +68,13 @@ class TaskView:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, task: Task) -> "TaskView":
+    def of(cls, task: Task) -> TaskView:
         """The answer-free view of `task` (its `extra` deep-copied)."""
         return cls(task.id, task.question, task.answer_type, tuple(task.choices), task.source,
                    copy.deepcopy(dict(task.extra)))
 
     @classmethod
-    def from_info(cls, info: Mapping[str, Any]) -> "TaskView":
+    def from_info(cls, info: Mapping[str, Any]) -> TaskView:
         """The view from a reset `info` (`KeyError` for a step `info`, which lacks it)."""
         return cls(
             id=info[keys.TASK_ID],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -127,7 +129,7 @@ def test_unknown_prompt_type_fails_at_construction_naming_the_known_ones():
 
 def test_limits_report_the_first_limit_reached():
     limits = EpisodeLimits(max_turns=3, max_context_tokens=100, max_episode_seconds=5.0)
-    within = dict(turns=1, context_tokens=50, seconds=1.0, figures_dropped=False)
+    within = {"turns": 1, "context_tokens": 50, "seconds": 1.0, "figures_dropped": False}
     assert limits.exceeded(**within) is None
     assert limits.exceeded(**{**within, "turns": 3}) is EndReason.EXCEED_MAX_TURNS
     assert limits.exceeded(**{**within, "seconds": 6.0}) is EndReason.EXCEED_TIME_BUDGET
@@ -139,7 +141,7 @@ def test_limits_report_the_first_limit_reached():
 class _RecordingSandbox:
     """A sandbox that records the config it was built with and runs nothing."""
 
-    configs: list[SandboxConfig] = []
+    configs: ClassVar[list[SandboxConfig]] = []
 
     def __init__(self, config):
         self.configs.append(config)
