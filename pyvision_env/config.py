@@ -178,7 +178,7 @@ def sandbox_settings(config: SandboxConfig | None, cell_timeout: float | None) -
     config = config or SandboxConfig()
     if cell_timeout is None:
         return config
-    _check_positive_or_none("cell_timeout", cell_timeout)
+    _check_positive_or_none("cell_timeout", cell_timeout, "sandbox_config's own timeout")
     return replace(config, cell_timeout=cell_timeout)
 
 
@@ -216,19 +216,20 @@ def _unknown_option(name: str) -> str:
 
 def _check_int(name: str, value: Any, *, minimum: int | None) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ConfigError(f"{name} must be a whole number, got {_shown(value)}; "
-                          f"pass e.g. {name}={max(minimum or 0, 1)}")
+        example = f"; pass e.g. {name}={max(minimum, 1)}" if minimum is not None else ""
+        raise ConfigError(f"{name} must be a whole number, got {_shown(value)}{example}")
     if minimum is not None and value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
 
 
-def _check_positive_or_none(name: str, value: Any) -> None:
+def _check_positive_or_none(name: str, value: Any, none_means: str = "no limit") -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ConfigError(f"{name} must be a number or None (no limit), got {_shown(value)}")
+        raise ConfigError(f"{name} must be a number > 0, or None for {none_means}; "
+                          f"got {_shown(value)}")
     if not value > 0:
-        raise ConfigError(f"{name} must be > 0, or None for no limit; got {value}")
+        raise ConfigError(f"{name} must be > 0, or None for {none_means}; got {value}")
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
