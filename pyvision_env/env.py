@@ -126,10 +126,10 @@ class PyVisionEnv(gym.Env[Observation, str]):
         self.limits, self.protocol = build_configs(limits, protocol, options)
         check_components(reward=reward, token_rule=token_rule, sandbox=sandbox,
                          render_mode=render_mode)
-        self.task_source = _task_source(data_path, tasks, families, difficulty, strict)
-        self.strict = strict
         self.prompts = PromptBuilder.load(self.protocol.prompt_template, self.protocol.prompt_type,
                                           self.protocol.image_in_prompt)
+        self.task_source = _task_source(data_path, tasks, families, difficulty, strict)
+        self.strict = strict
         self.reward_config = reward or RewardConfig()
         self.token_rule = token_rule or PYVISION_RL_RULE
         self.sandbox_config = sandbox_settings(sandbox_config, cell_timeout)
