@@ -114,7 +114,7 @@ def check_args(env_ids: Sequence[str], agent_specs: Sequence[str], episodes: int
         names = {spec: agent_name(spec, agent_options) for spec in agent_specs}
     except (ValueError, TypeError, gym.error.Error) as error:
         raise BadArguments(str(error)) from None
-    repeated = [name for name, count in Counter(names.values()).items() if count > 1]
+    repeated = [name for name, count in Counter(names[spec] for spec in agent_specs).items() if count > 1]
     if repeated:
         raise BadArguments(f"two agents would both be named {repeated[0]!r} in the results: "
                            f"give each agent once, and no shared name= option")
