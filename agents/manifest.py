@@ -17,7 +17,7 @@ MANIFEST_FILE = "run.json"
 FORMAT = 1
 # Agent options that change how a run executes, not what it measures: free to differ on a rerun,
 # and never written down (an API key has no place in a results folder).
-RUN_ONLY_OPTIONS = frozenset({"api_key", "max_concurrency", "timeout", "max_retries", "backoff"})
+RUN_ONLY_OPTIONS = frozenset({"api_key", "max_concurrency", "timeout", "max_retries"})
 
 
 class RunMismatch(ValueError):
