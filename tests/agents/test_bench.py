@@ -298,3 +298,9 @@ def test_help_shows_the_defaults(capsys):
         main(["bench", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "(default: 20)" in text and "(default: runs/bench)" in text and "--overwrite" in text
+
+
+def test_the_bench_runs_without_tqdm(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # `import tqdm` now raises ImportError
+    summaries = bench(["PyVisionImage-v0"], ["no-tool"], 2, tmp_path, progress=True, plots=False, viewer=False)
+    assert summaries[0].episodes == 2
