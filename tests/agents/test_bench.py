@@ -304,3 +304,10 @@ def test_the_bench_runs_without_tqdm(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tqdm", None)  # `import tqdm` now raises ImportError
     summaries = bench(["PyVisionImage-v0"], ["no-tool"], 2, tmp_path, progress=True, plots=False, viewer=False)
     assert summaries[0].episodes == 2
+
+
+def test_an_agent_keeps_its_colour_whatever_the_order_or_the_plot():
+    from pyvision_agents.plots import agent_colors
+
+    assert agent_colors(["solver", "no-tool", "solver"]) == agent_colors(["no-tool", "solver"])
+    assert len(set(agent_colors(["a", "b", "c"]).values())) == 3
