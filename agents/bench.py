@@ -15,10 +15,17 @@ from typing import Any, Mapping, Sequence
 import gymnasium as gym
 
 import pyvision_env  # noqa: F401  (registers the env ids)
-from pyvision_agents.plots import ACCURACY_PLOT, CODE_CELLS_PLOT, plot_accuracy_vs_visual_tokens, plot_code_cells
 from pyvision_agents.manifest import MANIFEST_FILE, RunManifest, open_run
+from pyvision_agents.plots import ACCURACY_PLOT, CODE_CELLS_PLOT, plot_accuracy_vs_visual_tokens, plot_code_cells
 from pyvision_agents.registry import AGENTS, agent_name, check_agent, make_agent
-from pyvision_agents.results import IMAGES_DIR, RESULTS_FILE, ResultsFile, episode_key, latest_records, write_text_atomic
+from pyvision_agents.results import (
+    IMAGES_DIR,
+    RESULTS_FILE,
+    ResultsFile,
+    episode_key,
+    latest_records,
+    write_text_atomic,
+)
 from pyvision_agents.runner import run_episodes
 from pyvision_agents.summary import UNSCORED, Summary, format_table, leaderboard, summarize
 from pyvision_agents.viewer import VIEWER_FILE, write_viewer

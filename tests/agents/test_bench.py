@@ -87,7 +87,7 @@ def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path):
     records = read_records(out)
     assert sorted(r["episode"] for r in records) == [0, 1, 2, 3, 4]
     assert summaries[0].episodes == 5
-    assert [r["task_id"] for r in records[:2]] == [json.loads(l)["task_id"] for l in lines[:2]]
+    assert [r["task_id"] for r in records[:2]] == [json.loads(line)["task_id"] for line in lines[:2]]
 
 
 class _Recorder:
