@@ -71,9 +71,9 @@ class RunManifest:
             found.append(f"pyvision-env version was {earlier.package_version}, now {self.package_version}")
         if self.seed != earlier.seed:
             found.append(f"--seed was {earlier.seed}, now {self.seed}")
-        for env_id in self.envs.keys() & earlier.envs.keys():
+        for env_id in sorted(self.envs.keys() & earlier.envs.keys()):
             found += _changes(f"env {env_id}", earlier.envs[env_id], self.envs[env_id])
-        for name in self.agents.keys() & earlier.agents.keys():
+        for name in sorted(self.agents.keys() & earlier.agents.keys()):
             found += _changes(f"agent {name}", earlier.agents[name], self.agents[name])
         return found
 
