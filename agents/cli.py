@@ -82,6 +82,15 @@ def _key_value(text: str) -> tuple[str, Any]:
         return key, value
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except the empty ones (None, a flag's False, [])."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.default == []:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyvision-env", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -91,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run agents on envs. A rerun into the same --out resumes the same run (more "
                     "--episodes, envs or agents may be added; episodes that errored are played "
                     "again); other settings stop with what differs.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     bench.add_argument("--env", nargs="+", default=["PyVisionImage-v0"], help="env ids")
     bench.add_argument(
@@ -106,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--num-envs", type=int, default=1,
                        help="envs run side by side (one batched model call per turn)")
     bench.add_argument("--difficulty", choices=("easy", "medium", "hard"), default=None,
-                       help="built-in task difficulty")
+                       help="built-in task difficulty (default: the env's own)")
     bench.add_argument("--data-path", default=None, help="a PyVision data file instead of built-ins")
     bench.add_argument("--env-opt", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
                        help="an env keyword argument, e.g. max_turns=10 or chat_form=inline (repeatable)")
@@ -120,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-viewer", action="store_true", help="skip viewer.html")
     bench.add_argument("--no-images", action="store_true", help="do not store episode images")
     view = commands.add_parser("view", help="write the HTML trajectory viewer of a bench folder",
-                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                               formatter_class=_HelpFormatter)
     view.add_argument("dir", help="a folder written by `pyvision-env bench`")
     view.add_argument("--output", default=None, help="where to write it (default DIR/viewer.html)")
     return parser
