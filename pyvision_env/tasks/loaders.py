@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
-import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from pyvision_env.rewards.graders import GRADING_MODES, normalize_text, parse_number
-from pyvision_env.tasks.task import ANSWER_TYPES, Task
+from pyvision_env.answers import (
+    ANSWER_TYPES,
+    GRADING_MODES,
+    bare_letter,
+    choice_index,
+    letter_of_option_text,
+    parse_choices,
+    parse_number,
+)
+from pyvision_env.tasks.task import Task
 
 # Keys under which a JSON object may hold its list of rows, tried in this order.
 ROW_LIST_KEYS: tuple[str, ...] = ("data", "rows", "tasks", "items", "examples")
@@ -371,49 +378,6 @@ def _media_resolver(position: _Row, check_media: bool) -> Callable[[str, str], P
 # ---------------------------------------------------------------- answer type
 
 
-_OPTION_LINE = re.compile(r"^\s*\(?([A-Z])(?:\)|[.:])\s*(.+?)\s*$")
-_INLINE_OPTION = re.compile(r"\(([A-Z])\)\s*")
-_LETTER_ANSWER = re.compile(r"^\(?([A-Za-z])\)?[.:)]?$")
-
-
-def parse_choices(question: str) -> tuple[str, ...]:
-    """The option texts a question lists, in order from A, or () when it lists none.
-
-    Options are lines such as `A. cat`, `(A) cat`, `A) cat`, `A: cat` (the longest run
-    A, B, C, ... of such lines), or, failing that, inline `(A) cat (B) dog`. At least
-    two options are needed.
-
-    >>> parse_choices("Which animal?\\n(A) cat\\n(B) dog")
-    ('cat', 'dog')
-    >>> parse_choices("Which animal? (A) cat, (B) dog")
-    ('cat', 'dog')
-    """
-    lined = _choices_from_lines(question)
-    return lined if len(lined) >= 2 else _choices_inline(question)
-
-
-def _choices_from_lines(question: str) -> tuple[str, ...]:
-    """Options written one per line, the first run that starts at A."""
-    options: list[str] = []
-    for line in question.splitlines():
-        match = _OPTION_LINE.match(line)
-        if match and ord(match.group(1)) - ord("A") == len(options):
-            options.append(match.group(2))
-        elif options and match and match.group(1) == "A":
-            options = [match.group(2)]
-    return tuple(options)
-
-
-def _choices_inline(question: str) -> tuple[str, ...]:
-    """Options written inline as `(A) ... (B) ...`."""
-    pieces = _INLINE_OPTION.split(question)
-    letters, texts = pieces[1::2], pieces[2::2]
-    expected = [chr(ord("A") + i) for i in range(len(letters))]
-    if len(letters) < 2 or letters != expected:
-        return ()
-    return tuple(text.strip().rstrip(",;").strip() for text in texts)
-
-
 def _answer_kind(
     row: Mapping[str, Any], question: str, answer: str, position: _Row
 ) -> tuple[str, tuple[str, ...], str]:
@@ -424,7 +388,7 @@ def _answer_kind(
         raise position.error("answer_type", f"one of {list(ANSWER_TYPES)}", explicit)
     letter = _choice_letter(answer, choices)
     if explicit == "choice" and letter is None and not choices:
-        letter = _letter_only(answer)
+        letter = bare_letter(answer)
     if explicit == "choice" or (explicit is None and letter is not None):
         if letter is None:
             raise position.error("answer", "an option letter (or option text) for a choice question", answer)
@@ -436,22 +400,12 @@ def _answer_kind(
     return "text", choices, answer
 
 
-def _letter_only(answer: str) -> str | None:
-    """The upper-cased letter when `answer` is a lone option letter (`B`, `(b)`, `B.`), else None."""
-    match = _LETTER_ANSWER.match(answer)
-    return match.group(1).upper() if match else None
-
-
 def _choice_letter(answer: str, choices: tuple[str, ...]) -> str | None:
     """The option letter `answer` names among `choices` (as a letter or as option text), or None."""
-    letter = _letter_only(answer)
+    letter = bare_letter(answer)
     if letter is not None:
-        return letter if ord(letter) - ord("A") < len(choices) else None
-    wanted = normalize_text(answer)
-    for index, option in enumerate(choices):
-        if normalize_text(option) == wanted:
-            return chr(ord("A") + index)
-    return None
+        return letter if choice_index(letter) < len(choices) else None
+    return letter_of_option_text(answer, choices)
 
 
 def _explicit_choices(row: Mapping[str, Any], position: _Row) -> tuple[str, ...]:

@@ -24,7 +24,8 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from pyvision_env.tasks.task import AnswerType, Task
+from pyvision_env.answers import AnswerType, random_choice_letter
+from pyvision_env.tasks.task import Task
 
 DIFFICULTIES: tuple[str, ...] = ("easy", "medium", "hard")
 
@@ -91,7 +92,7 @@ class TaskFamily(abc.ABC):
         range the question states ("an integer from LO to HI").
         """
         if task.choices:
-            return "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[int(rng.integers(len(task.choices)))]
+            return random_choice_letter(rng, len(task.choices))
         found = re.search(r"an integer from (\d+) to (\d+)", task.question)
         if found is None:
             raise NotImplementedError(f"{type(self).__name__} must override chance_answer")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import ImageDraw
 
+from pyvision_env.answers import choice_letter, inline_options
 from pyvision_env.tasks.families.base import (
     CODE_ALPHABET,
     COLOUR_MASK,
@@ -101,16 +102,14 @@ class CompareObjects(TaskFamily):
             draw_code(draw, (x + PAD, y + PAD), label, k.font_size, LABEL_RGB)
             self._draw_content(draw, rng, x + PAD, y + top, kind, value)
 
-        if rng.integers(2):
-            first, second = second, first
-            answer = "B"
-        else:
-            answer = "A"
         choices = (labels[first], labels[second])
+        answer = choice_letter(0)
+        if rng.integers(2):
+            choices, answer = choices[::-1], choice_letter(1)
         question = (
             "The image contains many small cards, each marked with a tiny two-character label. "
             f"{QUESTIONS[kind]}: the card labelled {choices[0]} or the card labelled {choices[1]}? "
-            f"(A) {choices[0]} (B) {choices[1]}. Answer with the letter."
+            f"{inline_options(choices)}. Answer with the letter."
         )
         solver = {
             "kind": kind,

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from pyvision_env.answers import choice_letter, option_lines
 from pyvision_env.tasks.families.base import NAMED_COLOURS
 from pyvision_env.tasks.task import Task
 from pyvision_env.tasks.video_families._clip import (
@@ -35,7 +36,6 @@ from pyvision_env.tasks.video_families._clip import (
 )
 
 COLOURS = ("red", "green", "blue", "yellow", "magenta", "cyan")
-LETTERS = "ABCD"
 
 
 @dataclass(frozen=True)
@@ -85,10 +85,9 @@ class EventOrder(VideoTaskFamily):
         mentioned = sorted(names)
         listed = ", ".join(mentioned[:-1]) + f" and {mentioned[-1]}"
         ask = "Which one flashes first?" if k.n_events == 2 else "In what order do they flash?"
-        options = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(choices))
         question = (
             f"In this {format_seconds(k.duration_s)}-second video, squares coloured {listed} each flash once, "
-            f"briefly. {ask}\n{options}\nAnswer with the option's letter."
+            f"briefly. {ask}\n{option_lines(choices)}\nAnswer with the option's letter."
         )
         solver = {
             "colours": {name: list(NAMED_COLOURS[name]) for name in mentioned},
@@ -104,16 +103,17 @@ class EventOrder(VideoTaskFamily):
         """Choice texts in letter order, and the letter of the right one."""
         if len(order) == 2:
             choices = sorted(order)
-            return choices, LETTERS[choices.index(order[0])]
+            return choices, choice_letter(choices.index(order[0]))
         orders = [", then ".join(p) for p in itertools.permutations(order)]
         right = orders[0]
         wrong = [orders[i] for i in crng.choice(np.arange(1, len(orders)), size=3, replace=False)]
         choices = [right, *wrong]
         crng.shuffle(choices)
-        return choices, LETTERS[choices.index(right)]
+        return choices, choice_letter(choices.index(right))
 
     def solution_code(self, task: Task) -> str:
-        return video_solver_cell(task.extra["solver"], f"choices = {list(task.choices)!r}", SOLVE)
+        letters = {text: choice_letter(i) for i, text in enumerate(task.choices)}
+        return video_solver_cell(task.extra["solver"], f"letters = {letters!r}", SOLVE)
 
 
 SOLVE = """
@@ -124,5 +124,5 @@ order = sorted(first, key=first.get)
 vr.show([first[name] for name in order])
 print(f"checked {len(indices)} of {n} frames; first seen at {first}")
 wanted = order[0] if len(order) == 2 else ', then '.join(order)
-print(f"ANSWER: {'ABCD'[choices.index(wanted)]}")
+print(f"ANSWER: {letters[wanted]}")
 """
