@@ -20,7 +20,14 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from pyvision_env.tasks.families.base import COLOUR_MASK, SHOW_CROP, TaskFamily, random_code, solver_cell
+from pyvision_env.tasks.families.base import (
+    COLOUR_MASK,
+    SHOW_CROP,
+    Draft,
+    TaskFamily,
+    random_code,
+    solver_cell,
+)
 from pyvision_env.tasks.task import Task
 
 SERIES = (("north", (31, 119, 180)), ("south", (255, 127, 14)), ("east", (44, 160, 44)), ("west", (214, 39, 40)))
@@ -44,6 +51,7 @@ class ChartValue(TaskFamily):
     """The value of one named bar in a grouped bar chart."""
 
     name = "chart_value"
+    title = "ChartValue"
     description = "read the exact value of one thin bar in a large, dense bar chart with tiny labels"
     Knobs = ChartValueKnobs
     presets = {
@@ -53,7 +61,7 @@ class ChartValue(TaskFamily):
                                 tick_fontsize=5.0),
     }
 
-    def generate(self, rng: np.random.Generator, task_id: str) -> Task:
+    def draw(self, rng: np.random.Generator) -> Draft:
         k = self.knobs
         if not 1 <= k.n_series <= len(SERIES) or k.y_max % k.y_step:
             raise ValueError(f"n_series must be 1..{len(SERIES)} and y_max a multiple of y_step, got {k}")
@@ -79,8 +87,8 @@ class ChartValue(TaskFamily):
             "labels": labels,
             "category": labels[category],
         }
-        return self.make_task(task_id, question, str(int(values[series, category])), "number", solver,
-                              images=(image,))
+        return Draft(question=question, answer=str(int(values[series, category])), answer_type="number",
+                     solver=solver, images=(image,))
 
     def solution_code(self, task: Task) -> str:
         return solver_cell(task.extra["solver"], COLOUR_MASK, SHOW_CROP, """

@@ -29,6 +29,7 @@ from pyvision_env.tasks.families.base import (
     COMPONENTS,
     READ_CODE,
     SHOW_CROP,
+    Draft,
     TaskFamily,
     background,
     draw_clutter,
@@ -71,6 +72,7 @@ class CompareObjects(TaskFamily):
     """Two labelled cards far apart: which one has more dots / the larger circle / the darker square."""
 
     name = "compare_objects"
+    title = "CompareObjects"
     description = "compare a tiny property of two small labelled cards far apart in a cluttered scene"
     Knobs = CompareObjectsKnobs
     presets = {
@@ -81,7 +83,7 @@ class CompareObjects(TaskFamily):
                                     min_dot_diff=1, min_size_diff=2, min_shade_diff=15, n_clutter=500, n_text=160),
     }
 
-    def generate(self, rng: np.random.Generator, task_id: str) -> Task:
+    def draw(self, rng: np.random.Generator) -> Draft:
         k = self.knobs
         kind = k.kinds[int(rng.integers(len(k.kinds)))]
         labels = unique_labels(rng, k.n_cards)
@@ -125,8 +127,8 @@ class CompareObjects(TaskFamily):
             "alphabet": CODE_ALPHABET,
             "labels": choices,
         }
-        return self.make_task(task_id, question, answer, "choice", solver, images=(image,),
-                              choices=choices)
+        return Draft(question=question, answer=answer, answer_type="choice", solver=solver, choices=choices,
+                     images=(image,))
 
     def _value(self, rng: np.random.Generator, kind: str) -> int:
         """A random dot count, circle diameter or grey level."""

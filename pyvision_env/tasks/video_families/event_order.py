@@ -24,14 +24,13 @@ from pyvision_env.answers import choice_letter, option_lines
 from pyvision_env.tasks.families.base import NAMED_COLOURS
 from pyvision_env.tasks.task import Task
 from pyvision_env.tasks.video_families._clip import (
+    ClipDraft,
     ClipKnobs,
     VideoTaskFamily,
-    backdrop,
     fill_rect,
     format_seconds,
     random_box,
     spaced_starts,
-    sub_seed,
     video_solver_cell,
 )
 
@@ -48,6 +47,7 @@ class EventOrder(VideoTaskFamily):
     """Squares of two or three colours flash once each; the question asks about their order."""
 
     name = "event_order"
+    title = "EventOrder"
     description = "Tell which of several brief coloured flashes comes first, or their order (choice)."
     Knobs = EventOrderKnobs
     presets = {
@@ -61,26 +61,19 @@ class EventOrder(VideoTaskFamily):
         if self.knobs.n_events not in (2, 3):
             raise ValueError(f"n_events must be 2 or 3, got {self.knobs.n_events}")
 
-    def generate(self, rng: np.random.Generator, task_id: str) -> Task:
-        seed = sub_seed(rng)
+    def draw(self, crng: np.random.Generator) -> ClipDraft:
         k = self.knobs
-        crng = np.random.default_rng(seed)
         n, length = k.num_frames, k.event_frames
         names = [COLOURS[i] for i in crng.choice(len(COLOURS), size=k.n_events, replace=False)]
         starts = spaced_starts(crng, n, k.n_events, length, gap=2 * length)  # in order: names[0] first
         side = min(k.width, k.height) // 4
         boxes = [random_box(crng, k.width, k.height, side, side) for _ in names]
-        bg = backdrop(crng, k.width, k.height)
 
-        def frames():
-            for i in range(n):
-                frame = bg.copy()
-                for start, name, box in zip(starts, names, boxes):
-                    if start <= i < start + length:
-                        fill_rect(frame, box, NAMED_COLOURS[name])
-                yield frame
+        def paint(frame: np.ndarray, i: int) -> None:
+            for start, name, box in zip(starts, names, boxes):
+                if start <= i < start + length:
+                    fill_rect(frame, box, NAMED_COLOURS[name])
 
-        video = self.render_clip(seed, frames)
         choices, answer = self._choices(crng, names)
         mentioned = sorted(names)
         listed = ", ".join(mentioned[:-1]) + f" and {mentioned[-1]}"
@@ -95,8 +88,8 @@ class EventOrder(VideoTaskFamily):
             "min_pixels": 50,
             "stride": length,
         }
-        return self.make_task(task_id, question, answer, "choice", solver, videos=(video,),
-                              choices=choices)
+        return ClipDraft(question=question, answer=answer, answer_type="choice", solver=solver, choices=choices,
+                         paint=paint)
 
     @staticmethod
     def _choices(crng: np.random.Generator, order: list[str]) -> tuple[list[str], str]:
