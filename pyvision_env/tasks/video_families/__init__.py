@@ -7,11 +7,7 @@ frames it needs by code through `video_clue_0`.
 
 from __future__ import annotations
 
-from pyvision_env.tasks.video_families._clip import (
-    CACHE_ENV,
-    VideoTaskFamily,
-    default_cache_dir,
-)
+from pyvision_env.tasks.video_families._clip import CACHE_ENV, VideoTaskFamily, default_cache_dir
 from pyvision_env.tasks.video_families.blink_count import BlinkCount
 from pyvision_env.tasks.video_families.digit_at_time import DigitAtTime
 from pyvision_env.tasks.video_families.dot_distance import DotDistance

@@ -90,8 +90,17 @@ class DotDistance(VideoTaskFamily):
         return video_solver_cell(task.extra["solver"], SOLVE)
 
     def chance_answer(self, task: Task, rng: np.random.Generator) -> str:
+        """The expected path length of the task's knobs, times a random factor in 0.5..1.5.
+
+        Expected length: (moves in the clip) x (mean move), a move with its pause taking
+        (min + max move frames) / 2 + pause_frames / 2 frames on average, and a move's mean
+        length about 0.5214 x sqrt(area), the mean distance between two random points of a
+        square of the area the dot roams.
+        """
         k = self.task_knobs(task)
-        return f"{rng.uniform(0.5, 2.0) * k.num_frames * (k.width + k.height) / 4 / k.max_move_frames:.1f}"
+        moves = k.num_frames / ((k.min_move_frames + k.max_move_frames) / 2 + k.pause_frames / 2)
+        mean_move = 0.5214 * np.sqrt((k.width - 2 * MARGIN) * (k.height - 2 * MARGIN))
+        return f"{rng.uniform(0.5, 1.5) * moves * mean_move:.1f}"
 
 
 SOLVE = """
