@@ -1,4 +1,4 @@
-"""The `pyvision-env` command: `list` the registered envs, `bench` agents on them, `view` the trajectories."""
+"""The `pyvision-env` command: `list` envs, `bench` agents on them, `view` trajectories, `check-data` a data file."""
 
 from __future__ import annotations
 
@@ -67,6 +67,21 @@ def _view(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_data(args: argparse.Namespace) -> int:
+    from pyvision_env.tasks.check import check_data
+    from pyvision_env.tasks.loaders import DatasetError
+
+    try:
+        bad = check_data(args.file)
+    except (DatasetError, ImportError) as error:
+        print(f"pyvision-env check-data: {error}", file=sys.stderr)
+        return 2
+    for row in bad:
+        print(row)
+    print(f"{args.file}: {len(bad)} bad row(s)" if bad else f"{args.file}: no bad rows (every image and every video frame decodes)")
+    return 1 if bad else 0
+
+
 def gym_errors() -> type[Exception]:
     """Gymnasium's error for an unknown env id (it suggests the closest registered name)."""
     from gymnasium.error import Error
@@ -119,12 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     view = commands.add_parser("view", help="write the HTML trajectory viewer of a bench folder")
     view.add_argument("dir", help="a folder written by `pyvision-env bench`")
     view.add_argument("--output", default=None, help="where to write it (default DIR/viewer.html)")
+    check = commands.add_parser("check-data", help="decode every image and video frame of a data file; list bad rows")
+    check.add_argument("file", help="a PyVision data file (JSON or JSONL)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"list": _list, "bench": _bench, "view": _view}
+    handlers = {"list": _list, "bench": _bench, "view": _view, "check-data": _check_data}
     return handlers[args.command](args)
 
 

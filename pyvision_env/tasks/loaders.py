@@ -38,8 +38,15 @@ class DatasetError(ValueError):
     """A data file, or one row of it, cannot be turned into tasks.
 
     The message names the file, the row (0-based index, its id when known, and its
-    line for JSONL), the field, and what was expected there.
+    line for JSONL), the field, and what was expected there. The same facts are
+    attributes: `row` (0-based index), `row_id` and `field`, each None when the error
+    is not about one row, its id is unknown, or no single field is at fault.
     """
+
+    def __init__(self, message: str, *, row: int | None = None, row_id: str | None = None,
+                 field: str | None = None) -> None:
+        super().__init__(message)
+        self.row, self.row_id, self.field = row, row_id, field
 
 
 class DatasetWarning(UserWarning):
@@ -57,6 +64,24 @@ class LoadReport:
 
     tasks: list[Task]
     skipped: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RowResult:
+    """One row of a data file as `read_rows` read it: its task, or why it is not one.
+
+    Attributes:
+        index: the row's 0-based index in the file.
+        task: the task, or None when the row is malformed.
+        error: why the row is not a task, or None.
+        media_fields: the field each of `task.images`, then each of `task.videos`, came
+            from (`"image_path"`, `"video_path[1]"`, `"mm_hint.hint_path"`, ...).
+    """
+
+    index: int
+    task: Task | None
+    error: DatasetError | None = None
+    media_fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -78,11 +103,13 @@ class _Row:
     def error(self, field_name: str, expected: str, got: Any = _NOTHING) -> DatasetError:
         """A `DatasetError` about `field_name` of this row, showing the bad value when given."""
         got_text = "" if got is _NOTHING else f", got {_describe(got)}"
-        return DatasetError(f"{self.where()}, field {field_name!r}: expected {expected}{got_text}")
+        return DatasetError(f"{self.where()}, field {field_name!r}: expected {expected}{got_text}",
+                            row=self.index, row_id=self.row_id, field=field_name)
 
     def missing(self, field_name: str, expected: str) -> DatasetError:
         """A `DatasetError` saying that `field_name` is absent from this row."""
-        return DatasetError(f"{self.where()}, field {field_name!r} is missing: expected {expected}")
+        return DatasetError(f"{self.where()}, field {field_name!r} is missing: expected {expected}",
+                            row=self.index, row_id=self.row_id, field=field_name)
 
 
 def load_tasks(path: str | Path, *, strict: bool = True, check_media: bool = True) -> list[Task]:
@@ -132,20 +159,37 @@ def load_tasks_report(path: str | Path, *, strict: bool = True, check_media: boo
             `strict=False` such rows are skipped with a `DatasetWarning` and listed in
             `LoadReport.skipped`; an unreadable file still raises.
     """
-    file = Path(path)
     tasks: list[Task] = []
     skipped: list[str] = []
-    for position, parsed in _read_rows(file):
+    for result in read_rows(path, check_media=check_media):
+        if result.error is None:
+            tasks.append(result.task)
+            continue
+        if strict:
+            raise result.error
+        skipped.append(str(result.error))
+        warnings.warn(f"skipping row: {result.error}", DatasetWarning, stacklevel=2)
+    return LoadReport(tasks=tasks, skipped=skipped)
+
+
+def read_rows(path: str | Path, *, check_media: bool = True) -> Iterator[RowResult]:
+    """Each row of a data file as a `RowResult`: its task, or the `DatasetError` that kept it from one.
+
+    Formats and checks as in `load_tasks_report`, which is this plus the strict / skip policy.
+
+    Raises:
+        DatasetError: the file cannot be read, or is not valid JSON (a JSONL line that is
+            not valid JSON is that row's error instead).
+    """
+    for position, parsed in _read_rows(Path(path)):
         try:
             if isinstance(parsed, DatasetError):
                 raise parsed
-            tasks.append(_row_to_task(parsed, position, check_media))
+            task, fields = _row_to_task(parsed, position, check_media)
         except DatasetError as exc:
-            if strict:
-                raise
-            skipped.append(str(exc))
-            warnings.warn(f"skipping row: {exc}", DatasetWarning, stacklevel=2)
-    return LoadReport(tasks=tasks, skipped=skipped)
+            yield RowResult(position.index, None, exc)
+        else:
+            yield RowResult(position.index, task, None, fields)
 
 
 # ---------------------------------------------------------------- reading files
@@ -199,17 +243,18 @@ def _jsonl_rows(file: Path, text: str) -> Iterator[tuple[_Row, Any]]:
         try:
             yield position, json.loads(line)
         except json.JSONDecodeError as exc:
-            yield position, DatasetError(f"{position.where()}: invalid JSON at column {exc.colno}: {exc.msg}")
+            yield position, DatasetError(f"{position.where()}: invalid JSON at column {exc.colno}: {exc.msg}",
+                                         row=index)
         index += 1
 
 
 # ---------------------------------------------------------------- one row
 
 
-def _row_to_task(row: Any, position: _Row, check_media: bool) -> Task:
-    """Build one task from one row of either form."""
+def _row_to_task(row: Any, position: _Row, check_media: bool) -> tuple[Task, tuple[str, ...]]:
+    """Build one task from one row of either form; also the field each of its images, then videos, came from."""
     if not isinstance(row, dict):
-        raise DatasetError(f"{position.where()}: expected a JSON object, got {_describe(row)}")
+        raise DatasetError(f"{position.where()}: expected a JSON object, got {_describe(row)}", row=position.index)
     processed = any(key in row for key in _PROCESSED_MARKERS)
     extra_info = _extra_info(row, position) if processed else {}
     position = _Row(position.file, position.index, position.line, _row_id(row, extra_info, position))
@@ -218,7 +263,7 @@ def _row_to_task(row: Any, position: _Row, check_media: bool) -> Task:
     images, videos = _processed_media(row, position) if processed else _raw_media(row, position)
     resolve = _media_resolver(position, check_media)
     answer_type, choices, answer = _answer_kind(row, question, answer, position)
-    return Task(
+    task = Task(
         id=position.row_id,
         question=question,
         answer=answer,
@@ -229,6 +274,7 @@ def _row_to_task(row: Any, position: _Row, check_media: bool) -> Task:
         source=_optional_str(row, "data_source", position),
         extra=_extra(row, processed, position),
     )
+    return task, tuple(name for name, _ in (*images, *videos))
 
 
 def _row_id(row: Mapping[str, Any], extra_info: Mapping[str, Any], position: _Row) -> str:
