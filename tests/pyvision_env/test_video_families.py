@@ -144,13 +144,25 @@ def test_cache_folder_follows_the_environment_variable(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("difficulty", ["easy", "medium", "hard"])
 @pytest.mark.parametrize("name", FAMILY_NAMES)
-def test_every_preset_plans_a_task(name, difficulty, tmp_path, monkeypatch):
-    """Event timing fits every preset (clips are not rendered here: too slow for hard)."""
-    monkeypatch.setattr(_clip.VideoTaskFamily, "render_clip", lambda self, seed, backdrop, paint: self.clip_path(seed))
+def test_every_preset_plans_a_task(name, difficulty, tmp_path):
+    """Event timing fits every preset (the plans are drawn, not rendered: too slow for hard)."""
     family = VIDEO_FAMILIES[name](difficulty, cache_dir=tmp_path)
     for seed in SEEDS:
-        task = family.generate(np.random.default_rng(seed), "t")
+        task = family.make_task("t", family.draw(np.random.default_rng(seed)))
         assert task.answer and task.extra["difficulty"] == difficulty
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_base_paints_every_frame_on_a_fresh_backdrop():
+    painted = []
+
+    def paint(frame, index):
+        assert frame.sum() == 0  # a copy of the backdrop: earlier frames' paint does not leak
+        frame[0, 0] = index
+        painted.append(index)
+
+    frames = list(_clip._frames(np.zeros((4, 6, 3), np.uint8), paint, 5))
+    assert painted == [0, 1, 2, 3, 4] and [int(f[0, 0, 0]) for f in frames] == [0, 1, 2, 3, 4]
 
 
 def test_unknown_knob_is_rejected():
