@@ -1,8 +1,9 @@
 """The `TaskFamily` base class and the drawing and solver pieces built-in families share.
 
-A family turns a seeded `np.random.Generator` into one `Task` whose single image is large
-and cluttered and whose decisive detail is small: too small to read once a VLM's processor
-shrinks the image to about one megapixel, so the model has to crop, zoom or measure with code.
+A family draws (`draw`) one task from a seeded `np.random.Generator`; `TaskFamily.generate`
+wraps it into a `Task`. An image family's single image is large and cluttered and its
+decisive detail small: too small to read once a VLM's processor shrinks the image to about
+one megapixel, so the model has to crop, zoom or measure with code.
 
 Each family also writes its reference solution: a self-contained Python cell that works on
 the pixels of `image_clue_0` in the sandbox (only `numpy`, `PIL` and `matplotlib`), shows a
@@ -113,8 +114,11 @@ class TaskFamily(abc.ABC):
         """A Python cell that solves `task` from the pixels of its media in the sandbox."""
 
     def task_knobs(self, task: Task) -> Any:
-        """The knobs `task` was generated with (from `task.extra`), whatever this instance's preset."""
-        return self.Knobs(**task.extra["knobs"])
+        """The knobs `task` was generated with (from `task.extra["knobs"]`), whatever this instance's preset."""
+        knobs = task.extra.get("knobs")
+        if not isinstance(knobs, Mapping):
+            raise ValueError(f"task {task.id!r} carries no knobs in task.extra; pass the task's extra as the env gives it")
+        return self.Knobs(**knobs)
 
     def chance_answer(self, task: Task, rng: np.random.Generator) -> str:
         """A guess made from the task as an agent sees it, without its media: the no-tool baseline.
