@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from pyvision_env.tasks.families.base import (
+    CODE_ALPHABET,
     COLOUR_MASK,
     SHOW_CROP,
     Draft,
@@ -33,7 +34,8 @@ from pyvision_env.tasks.task import Task
 SERIES = (("north", (31, 119, 180)), ("south", (255, 127, 14)), ("east", (44, 160, 44)), ("west", (214, 39, 40)))
 GRID_RGB = (150, 150, 150)
 MINOR_GRID_RGB = (225, 225, 225)
-LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"
+# Category labels: three letters of the code alphabet (letters that stay distinct when tiny).
+LABEL_LETTERS = "".join(c for c in CODE_ALPHABET if c.isalpha())
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ class ChartValue(TaskFamily):
             raise ValueError(f"n_series must be 1..{len(SERIES)} and y_max a multiple of y_step, got {k}")
         labels: list[str] = []
         while len(labels) < k.n_categories:
-            label = random_code(rng, 3, LETTERS)
+            label = random_code(rng, 3, LABEL_LETTERS)
             if label not in labels:
                 labels.append(label)
         values = rng.integers(1, k.y_max, size=(k.n_series, k.n_categories))
