@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
 
@@ -96,6 +97,18 @@ def test_installation_key_is_made_once_owner_only(tmp_path, monkeypatch):
     assert len(key) == keys.KEY_BYTES and path.read_bytes() == key
     assert path.stat().st_mode & 0o077 == 0
     assert keys.installation_key() == key and sorted(p.name for p in path.parent.iterdir()) == [path.name]
+
+
+def _key_in_a_new_process(path: str) -> str:
+    os.environ[keys.KEY_FILE_ENV] = path
+    return keys.installation_key().hex()
+
+
+def test_processes_racing_to_make_the_key_agree_on_one(tmp_path):
+    path = str(tmp_path / "raced.key")
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        found = pool.map(_key_in_a_new_process, [path] * 8)
+    assert len(set(found)) == 1 and bytes.fromhex(found[0]) == (tmp_path / "raced.key").read_bytes()
 
 
 def test_damaged_key_says_how_to_fix(tmp_path, monkeypatch):
