@@ -75,10 +75,11 @@ class Draft:
 class TaskFamily(abc.ABC):
     """A generator of procedural, verifiable tasks of one kind.
 
-    Subclasses set `name`, `title` (the env id's part, `PyVisionImage-<title>-v0`),
-    `description`, `Knobs` (a frozen dataclass of the family's knobs) and `presets`
-    (difficulty -> `Knobs`), and implement `draw` and `solution_code`; `generate` owns the
-    rest of the pipeline (for video, `VideoTaskFamily` adds seeding, rendering and caching).
+    Subclasses set `name`, `description`, `Knobs` (a frozen dataclass of the family's
+    knobs) and `presets` (difficulty -> `Knobs`), and implement `draw` and `solution_code`;
+    `generate` owns the rest of the pipeline (for video, `VideoTaskFamily` adds seeding,
+    rendering and caching). `title`, the family's part of its env id
+    (`PyVisionImage-<title>-v0`), is `name` in CamelCase unless the subclass sets it.
 
     Args:
         difficulty: "easy", "medium" or "hard": picks the preset knob values.
@@ -90,6 +91,11 @@ class TaskFamily(abc.ABC):
     description: ClassVar[str]
     Knobs: ClassVar[type]
     presets: ClassVar[Mapping[str, Any]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__ and "title" not in cls.__dict__:
+            cls.title = "".join(word.capitalize() for word in cls.name.split("_"))
 
     def __init__(self, difficulty: str = "medium", **knobs: Any) -> None:
         if difficulty not in DIFFICULTIES:

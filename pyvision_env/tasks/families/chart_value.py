@@ -53,7 +53,6 @@ class ChartValue(TaskFamily):
     """The value of one named bar in a grouped bar chart."""
 
     name = "chart_value"
-    title = "ChartValue"
     description = "read the exact value of one thin bar in a large, dense bar chart with tiny labels"
     Knobs = ChartValueKnobs
     presets = {

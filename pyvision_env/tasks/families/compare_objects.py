@@ -72,7 +72,6 @@ class CompareObjects(TaskFamily):
     """Two labelled cards far apart: which one has more dots / the larger circle / the darker square."""
 
     name = "compare_objects"
-    title = "CompareObjects"
     description = "compare a tiny property of two small labelled cards far apart in a cluttered scene"
     Knobs = CompareObjectsKnobs
     presets = {

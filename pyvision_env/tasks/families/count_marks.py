@@ -51,7 +51,6 @@ class CountMarks(TaskFamily):
     """Count the marks of a named colour and shape."""
 
     name = "count_marks"
-    title = "CountMarks"
     description = "count tiny marks of one colour and shape among many look-alike distractors"
     Knobs = CountMarksKnobs
     presets = {

@@ -59,7 +59,6 @@ class TinyText(TaskFamily):
     """A tiny code in a coloured box; the question names the colour."""
 
     name = "tiny_text"
-    title = "TinyText"
     description = "read a tiny code printed inside a small coloured box in a cluttered scene"
     Knobs = TinyTextKnobs
     presets = {

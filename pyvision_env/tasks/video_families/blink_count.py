@@ -46,7 +46,6 @@ class BlinkCount(VideoTaskFamily):
     """A lamp blinks green a few times; the question asks how many."""
 
     name = "blink_count"
-    title = "BlinkCount"
     description = "Count the brief green blinks of a lamp (integer, exact)."
     Knobs = BlinkCountKnobs
     presets = {

@@ -59,7 +59,6 @@ class DigitAtTime(VideoTaskFamily):
     """A changing seven-segment digit; the question asks which digit shows at a given second."""
 
     name = "digit_at_time"
-    title = "DigitAtTime"
     description = "Read the digit a seven-segment display shows at a given moment (text, exact)."
     Knobs = DigitAtTimeKnobs
     presets = {

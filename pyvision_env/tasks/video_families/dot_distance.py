@@ -44,7 +44,6 @@ class DotDistance(VideoTaskFamily):
     """A dot zig-zags with pauses; the question asks for its total path length in pixels."""
 
     name = "dot_distance"
-    title = "DotDistance"
     description = "Measure the total distance a moving dot travels, in pixels (number, graded by MRA)."
     Knobs = DotDistanceKnobs
     presets = {

@@ -47,7 +47,6 @@ class EventOrder(VideoTaskFamily):
     """Squares of two or three colours flash once each; the question asks about their order."""
 
     name = "event_order"
-    title = "EventOrder"
     description = "Tell which of several brief coloured flashes comes first, or their order (choice)."
     Knobs = EventOrderKnobs
     presets = {

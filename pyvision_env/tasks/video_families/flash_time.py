@@ -44,7 +44,6 @@ class FlashTime(VideoTaskFamily):
     """One short red flash; the question asks when it starts."""
 
     name = "flash_time"
-    title = "FlashTime"
     description = "Find when a red flash of a few frames begins (seconds, graded by MRA)."
     Knobs = FlashTimeKnobs
     presets = {
