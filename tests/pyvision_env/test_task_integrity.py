@@ -8,6 +8,8 @@ index into a generator seed (`pyvision_env.tasks.keys`).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import textwrap
 
 import gymnasium as gym
@@ -70,3 +72,24 @@ def test_a_cell_cannot_regenerate_its_task_from_the_reset_seed(episode):
     """)
     assert "REGENERATED" not in text, text
     assert "DIFFERENT TASK" in text or "CANNOT" in text, text
+
+
+ENVIRON_PROBE = r'''
+import gymnasium as gym, pyvision_env
+env = gym.make("PyVisionImage-CountMarks-v0", difficulty="easy")
+env.reset(seed=1)
+cell = "import os\nseen = [open('/proc/self/environ', 'rb').read(), repr(dict(os.environ)).encode()]\n" \
+       "print('LEAKED' if any(b'shared-seed-key-4f1c' in s for s in seen) else 'CLEAN')"
+observation, *_ = env.step(f"<code>\n```python\n{cell}\n```\n</code>")
+print(observation["text"])
+env.close()
+'''
+
+
+def test_a_shared_seed_key_does_not_reach_the_cell(tmp_path):
+    """A fresh process (so a fresh fork server) with `$PYVISION_ENV_SEED_KEY` set: the cell's environment lacks it."""
+    environment = {**os.environ, keys.SEED_KEY_ENV: "shared-seed-key-4f1c"}
+    done = subprocess.run([sys.executable, "-c", ENVIRON_PROBE], env=environment, capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "CLEAN" in done.stdout and "LEAKED" not in done.stdout, done.stdout
