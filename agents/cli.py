@@ -1,4 +1,4 @@
-"""The `pyvision-env` command: `list` the registered envs, `bench` agents on them, `view` the trajectories."""
+"""The `pyvision-env` command: `list` envs, `bench` agents on them, `view` trajectories, `check-data` a data file."""
 
 from __future__ import annotations
 
@@ -71,6 +71,22 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
 
 
+def _check_data(args: argparse.Namespace) -> int:
+    from pyvision_env.tasks.check import check_data
+    from pyvision_env.tasks.loaders import DatasetError
+
+    try:
+        bad = check_data(args.file)
+    except (DatasetError, ImportError) as error:
+        print(f"pyvision-env check-data: {error}", file=sys.stderr)
+        return 2
+    for row in bad:
+        print(row)
+    print(f"{args.file}: {len(bad)} bad row(s)" if bad
+          else f"{args.file}: no bad rows (every image and every video frame decodes)")
+    return 1 if bad else 0
+
+
 def _key_value(text: str) -> tuple[str, Any]:
     """`KEY=VALUE` with VALUE read as JSON when it parses (numbers, true/false, lists), else text."""
     key, sep, value = text.partition("=")
@@ -132,12 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
                                formatter_class=_HelpFormatter)
     view.add_argument("dir", help="a folder written by `pyvision-env bench`")
     view.add_argument("--output", default=None, help="where to write it (default DIR/viewer.html)")
+    check = commands.add_parser("check-data", help="decode every image and video frame of a data file; list bad rows")
+    check.add_argument("file", help="a PyVision data file (JSON or JSONL)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"list": _list, "bench": _bench, "view": _view}
+    handlers = {"list": _list, "bench": _bench, "view": _view, "check-data": _check_data}
     return handlers[args.command](args)
 
 
