@@ -1,0 +1,90 @@
+"""Config reading and validation: every error names the field and says the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pyvision_train.config import ConfigError, TrainConfig, load_config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "train" / "configs"
+
+
+def write(tmp_path, text: str) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return path
+
+
+BASE = "output_dir: runs/x\nmodel: {path: m}\ngrpo: {use_cpu: true, bf16: false}\n"
+
+
+def test_overrides_reach_every_section(tmp_path):
+    config = load_config(write(tmp_path, BASE), [
+        "grpo.learning_rate=1e-6", "env.train_max_turns=3", "filter.keep_end_reasons=[DONE]",
+        "filter.rank_by_std=false", "env.id=PyVisionVideo-v0"])
+    assert config.grpo["learning_rate"] == 1e-6
+    assert config.env.train_max_turns == 3 and config.env.id == "PyVisionVideo-v0"
+    assert config.filter.keep_end_reasons == ("DONE",) and config.filter.rank_by_std is False
+    assert config.grpo_config().learning_rate == 1e-6
+
+
+def test_env_section_passes_reward_and_turn_budgets_through(tmp_path):
+    config = load_config(write(tmp_path, BASE), ["env.on_error=terminate", "env.tool_reward=0.2",
+                                                 "env.eval_max_turns=30", "env.train_max_turns=5"])
+    train, evaluation = config.env.env_kwargs("train"), config.env.env_kwargs("eval")
+    assert (train["max_turns"], evaluation["max_turns"]) == (5, 30)
+    assert train["on_error"] == "terminate" and train["reward"].tool_reward == 0.2
+
+
+@pytest.mark.parametrize("override, message", [
+    ("env.id=PyVisionImage-v9", "did you mean"),
+    ("env.max_turn=3", "env.max_turn is not a field of env; did you mean \\['eval_max_turns', 'train_max_turns'\\]"),
+    ("env.on_error=ignore", "must be 'observe' or 'terminate'"),
+    ("env.kwargs={max_turns: 3}", "through the env section's own fields"),
+    ("env.kwargs={chat_form: inline}", "chat_form='observation'"),
+    ("rollout.protocol=tools", "use 'tags'"),
+    ("filter.keep_end_reasons=[DONE, SANDBOX_FAILURE]", "cannot keep SANDBOX_FAILURE"),
+    ("data.train_prompts=0", "data.train_prompts must be >= 1"),
+    ("model.path=", "pyvision-train tiny-model"),
+    ("trainer.x=1", "unknown config sections \\['trainer'\\]"),
+    ("set", "section.field=value"),
+])
+def test_bad_values_say_the_fix(tmp_path, override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, BASE), [override])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("grpo.learnign_rate=1", "did you mean \\['learning_rate'\\]"),
+    ("grpo.output_dir=x", "top-level output_dir"),
+    ("grpo.num_generations=3", "divisible by num_generations"),
+    ("grpo.bf16=true", "grpo.use_cpu: true and grpo.bf16: false"),
+])
+def test_bad_grpo_fields_say_the_fix(tmp_path, override, message):
+    pytest.importorskip("trl", reason="needs trl: pip install 'pyvision-env[train]'")
+    config = load_config(write(tmp_path, BASE + "\n"), [override, "grpo.per_device_train_batch_size=4"])
+    with pytest.raises(ConfigError, match=message):
+        config.grpo_config()
+
+
+def test_vllm_server_mode_is_refused(tmp_path, monkeypatch):
+    pytest.importorskip("trl", reason="needs trl: pip install 'pyvision-env[train]'")
+    config = load_config(write(tmp_path, BASE), ["grpo.use_vllm=true", "grpo.vllm_mode=server"])
+    with pytest.raises(ConfigError, match="PR #6673"):
+        config.grpo_config()
+
+
+def test_missing_file_and_missing_output_dir(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="output_dir is missing"):
+        load_config(write(tmp_path, "model: {path: m}\n"))
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_example_configs_load(name):
+    config = load_config(CONFIGS / name)
+    assert isinstance(config, TrainConfig)
+    assert config.env.train_max_turns >= 1
