@@ -17,8 +17,9 @@ def prompt_rows(env_id: str, first_seed: int, count: int) -> list[dict[str, Any]
             for seed in range(first_seed, first_seed + count)]
 
 
-def build_trainer(config: TrainConfig):
-    """A `PyVisionGRPOTrainer` for `config` (model loaded from `config.model.path`)."""
+def build_trainer(config: TrainConfig, trainer_class: type | None = None):
+    """A `PyVisionGRPOTrainer` (or the subclass `trainer_class`) for `config`, model loaded from
+    `config.model.path`."""
     import gymnasium as gym
     from datasets import Dataset
     from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCallback
@@ -54,7 +55,7 @@ def build_trainer(config: TrainConfig):
 
     data = config.data
     eval_rows = prompt_rows(config.env.id, data.eval_seed, data.eval_prompts)
-    trainer = PyVisionGRPOTrainer(
+    trainer = (trainer_class or PyVisionGRPOTrainer)(
         make_runner=make_runner,
         filter_config=config.filter,
         codec=codec,
