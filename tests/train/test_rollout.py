@@ -1,0 +1,142 @@
+"""Episodes as token sequences (no TRL): stops, masks, end reasons and the env's reward passed through."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import pytest
+
+import pyvision_env  # noqa: F401  (registers the env ids)
+from pyvision_agents.scripted import answer_turn, code_turn
+from pyvision_env.rewards import RewardConfig
+
+pytest.importorskip("transformers", reason="needs transformers: pip install 'pyvision-env[train]'")
+
+SHOW = code_turn("plt.imshow(image_clue_0)\nplt.show()")
+
+
+@pytest.fixture(scope="module")
+def codec(tiny_model):
+    from transformers import AutoProcessor
+
+    from pyvision_train.rollout import ChatCodec
+
+    return ChatCodec(AutoProcessor.from_pretrained(tiny_model, local_files_only=True, padding_side="left"))
+
+
+def play(codec, tasks, turns, *, max_context_tokens=100_000, **env_kwargs):
+    """Play one episode whose model turns are the texts in `turns` (str, or token ids)."""
+    from pyvision_train.rollout import EpisodeRunner, EpisodeStart, TurnOutput
+
+    tokenizer = codec.tokenizer
+    script = iter(turns)
+
+    def generate(requests):
+        turn = next(script)
+        ids = tokenizer.encode(turn, add_special_tokens=False) if isinstance(turn, str) else turn
+        return [TurnOutput(ids)]
+
+    kwargs = {"tasks": tasks, "max_turns": 5, **env_kwargs}
+    runner = EpisodeRunner(codec, lambda env_id: gym.make(env_id, **kwargs), num_workers=1,
+                           max_context_tokens=max_context_tokens, eos_ids=[tokenizer.eos_token_id])
+    try:
+        trajectories, times = runner.run([EpisodeStart("PyVisionImage-v0", 0)], generate)
+    finally:
+        runner.close()
+    return trajectories[0]
+
+
+def model_text(codec, trajectory):
+    return codec.tokenizer.decode([i for i, m in zip(trajectory.completion_ids, trajectory.tool_mask) if m])
+
+
+@pytest.mark.parametrize("tool_reward, use, expected", [(0.1, True, 1.2), (0.25, True, 1.5), (0.1, False, 1.0)])
+def test_tool_reward_is_paid_per_cell_on_a_right_answer(codec, letter_tasks, tool_reward, use, expected):
+    reward = RewardConfig(tool_reward=tool_reward, use_tool_reward=use)
+    trajectory = play(codec, letter_tasks, [SHOW, SHOW, answer_turn("A")], reward=reward)
+    assert trajectory.end_reason == "DONE" and trajectory.num_code_cells == 2
+    assert trajectory.reward == pytest.approx(expected)
+    assert trajectory.reward_parts["tool"] == pytest.approx(expected - 1.0)
+
+
+def test_a_wrong_answer_earns_no_tool_reward(codec, letter_tasks):
+    trajectory = play(codec, letter_tasks, [SHOW, SHOW, answer_turn("B")])
+    assert trajectory.reward == 0.0 and trajectory.reward_parts == {"accuracy": 0.0, "tool": 0.0, "total": 0.0}
+
+
+def test_on_error_terminate_ends_with_error_in_action(codec, letter_tasks):
+    broken = code_turn("1 / 0")
+    observed = play(codec, letter_tasks, [broken, answer_turn("A")], on_error="observe")
+    terminated = play(codec, letter_tasks, [broken], on_error="terminate")
+    assert observed.end_reason == "DONE" and observed.reward == pytest.approx(1.1)
+    assert terminated.end_reason == "ERROR_IN_ACTION" and terminated.reward == 0.0
+
+
+def test_generation_past_the_code_stop_is_cut(codec, letter_tasks):
+    overshoot = SHOW + "\nmore text the model should not have written"
+    trajectory = play(codec, letter_tasks, [overshoot, answer_turn("A")])
+    assert model_text(codec, trajectory) == SHOW + answer_turn("A")
+    assert trajectory.num_code_cells == 1
+
+
+def test_a_missing_code_stop_is_added_as_an_observation_token(codec, letter_tasks):
+    unclosed = SHOW[: -len("</code>")]
+    trajectory = play(codec, letter_tasks, [unclosed, answer_turn("A")])
+    assert trajectory.num_code_cells == 1 and trajectory.reward == pytest.approx(1.1)
+    assert model_text(codec, trajectory) == unclosed + answer_turn("A")  # "</code>" is not trained on
+
+
+def test_the_sampled_eos_closes_the_turn_once(codec, letter_tasks):
+    tokenizer = codec.tokenizer
+    with_eos = tokenizer.encode("no code here", add_special_tokens=False) + [tokenizer.eos_token_id]
+    trajectory = play(codec, letter_tasks, [with_eos, answer_turn("A")])
+    full = tokenizer.decode(trajectory.completion_ids, skip_special_tokens=False)
+    assert full.startswith("no code here<|im_end|>\n<|im_start|>observation")
+
+
+def test_image_tokens_agree_with_features_after_code_figures(codec, letter_tasks):
+    from pyvision_train.rollout import image_token_mismatch
+
+    trajectory = play(codec, letter_tasks, [SHOW, SHOW, answer_turn("A")])
+    assert len(trajectory.images) == 3 and trajectory.looked_at_image
+    assert image_token_mismatch(trajectory, codec) is None
+    trajectory.completion_ids.append(codec.image_pad_id)
+    assert "image features" in image_token_mismatch(trajectory, codec)
+
+
+def test_a_vision_token_from_the_model_ends_the_episode_as_invalid(codec, letter_tasks):
+    tokens = codec.tokenizer.encode("<code>", add_special_tokens=False) + [codec.image_pad_id]
+    trajectory = play(codec, letter_tasks, [tokens])
+    assert trajectory.end_reason == "INVALID_OUTPUT"
+    assert codec.image_pad_id not in trajectory.completion_ids
+
+
+def test_a_context_over_budget_ends_with_over_length(codec, letter_tasks):
+    trajectory = play(codec, letter_tasks, [SHOW], max_context_tokens=50)
+    assert trajectory.end_reason == "OVER_LENGTH"
+
+
+def test_episodes_of_a_batch_run_concurrently(codec, letter_tasks):
+    """Two episodes whose cells sleep 1.5 s each finish before the 3 s a serial run needs."""
+    import time
+
+    from pyvision_train.rollout import EpisodeRunner, EpisodeStart, TurnOutput
+
+    tokenizer = codec.tokenizer
+    sleep = tokenizer.encode(code_turn("import time\ntime.sleep(1.5)"), add_special_tokens=False)
+    answer = tokenizer.encode(answer_turn("A"), add_special_tokens=False)
+
+    def generate(requests):
+        first = tokenizer.decode(requests[0].ids).count("<|im_start|>assistant") == 1
+        return [TurnOutput(sleep if first else answer) for _ in requests]
+
+    runner = EpisodeRunner(codec, lambda env_id: gym.make(env_id, tasks=letter_tasks), num_workers=2,
+                           max_context_tokens=100_000, eos_ids=[tokenizer.eos_token_id])
+    try:
+        runner.run([EpisodeStart("PyVisionImage-v0", 0)] * 2, generate)  # warm the sandboxes
+        tic = time.perf_counter()
+        trajectories, times = runner.run([EpisodeStart("PyVisionImage-v0", s) for s in (1, 2)], generate)
+        elapsed = time.perf_counter() - tic
+    finally:
+        runner.close()
+    assert [t.reward for t in trajectories] == [pytest.approx(1.1)] * 2
+    assert elapsed < 2.9 and times.env < 2.9
