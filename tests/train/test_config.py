@@ -88,3 +88,25 @@ def test_example_configs_load(name):
     config = load_config(CONFIGS / name)
     assert isinstance(config, TrainConfig)
     assert config.env.train_max_turns >= 1
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_example_grpo_sections_are_grpo_config_fields(name):
+    pytest.importorskip("trl", reason="needs trl: pip install 'pyvision-env[train]'")
+    import dataclasses
+
+    from trl import GRPOConfig
+
+    fields = {f.name for f in dataclasses.fields(GRPOConfig)}
+    assert set(load_config(CONFIGS / name).grpo) <= fields
+
+
+def test_published_settings_of_the_7b_configs():
+    for name in ("pyvision-image-7b.yaml", "pyvision-video-7b.yaml"):
+        config = load_config(CONFIGS / name)
+        grpo = config.grpo
+        assert (grpo["num_generations"], grpo["learning_rate"], grpo["beta"]) == (8, 1e-6, 0.0)
+        assert grpo["per_device_train_batch_size"] * 8 * grpo["steps_per_generation"] == 64 * 8
+        assert grpo["per_device_train_batch_size"] * 8 * grpo["gradient_accumulation_steps"] == 16 * 8
+        assert config.model.freeze_vision_tower and config.env.train_max_turns == 5
+        assert grpo["use_vllm"] and grpo["vllm_mode"] == "colocate"
