@@ -132,7 +132,8 @@ class RolloutConfig:
     """How episodes are played.
 
     Attributes:
-        protocol: "tags" (PyVision's `<code>` / `<answer>` tags; generation stops at `</code>`).
+        protocol: "tags" (PyVision's `<code>` / `<answer>` tags; generation stops at `</code>`) or
+            "tools" (native `python` tool calls through the chat template's tool format).
         num_workers: threads stepping envs concurrently (env.step blocks on the sandbox).
         max_context_tokens: an episode whose token sequence outgrows this ends with OVER_LENGTH.
     """
@@ -142,9 +143,8 @@ class RolloutConfig:
     max_context_tokens: int = 16384
 
     def __post_init__(self) -> None:
-        if self.protocol != "tags":
-            raise ConfigError(f"rollout.protocol {self.protocol!r} is not supported by the trainer yet; "
-                              "use 'tags'")
+        if self.protocol not in ("tags", "tools"):
+            raise ConfigError(f"rollout.protocol must be 'tags' or 'tools', got {self.protocol!r}")
         if self.num_workers < 1 or self.max_context_tokens < 1:
             raise ConfigError("rollout.num_workers and rollout.max_context_tokens must be >= 1")
 
@@ -178,14 +178,14 @@ class TrainConfig:
                 raise ConfigError(f"grpo.{key} is not a trl.GRPOConfig field; did you mean "
                                   f"{difflib.get_close_matches(key, known, n=3)}?")
         grpo.setdefault("report_to", ["tensorboard"])
-        if grpo.get("use_vllm"):
-            if grpo.get("vllm_mode", "colocate") != "colocate":
-                raise ConfigError("grpo.vllm_mode must be 'colocate': in server mode trl 1.16 pairs "
-                                  "multi-turn completions with the wrong rollout on several GPUs (trl PR #6673)")
+        if grpo.get("use_vllm") and self.rollout.protocol == "tags":
             kwargs = dict(grpo.get("generation_kwargs") or {})
             kwargs.setdefault("stop", ["</code>"])
             kwargs.setdefault("include_stop_str_in_output", True)
             grpo["generation_kwargs"] = kwargs
+        if grpo.get("use_vllm") and grpo.get("vllm_mode", "colocate") != "colocate":
+            raise ConfigError("grpo.vllm_mode must be 'colocate': in server mode trl 1.16 pairs "
+                              "multi-turn completions with the wrong rollout on several GPUs (trl PR #6673)")
         _check_device(grpo)
         try:
             args = GRPOConfig(output_dir=self.output_dir, **grpo)

@@ -2,7 +2,8 @@
 
 One `Trajectory` per completion. The prompt is the env's first chat rendered by the processor's
 chat template; the completion is every model turn (tokens exactly as sampled, mask 1) followed by
-the chat-template text and images of the env's answer to it (mask 0, never trained on). Images
+the chat-template text and images of the env's answer to it (mask 0, never trained on). Both chat protocols of the agents are played:
+PyVision's tags and native `python` tool calls. Images
 that code shows are tokenized with the processor, so their `<|image_pad|>` runs and pixel
 features agree by construction; `check_image_tokens` asserts it before the trainer sees a batch.
 
@@ -19,12 +20,27 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from pyvision_agents.chat import CODE_STOP, ModelReply, hf_messages, reply_to_action, to_model_messages
+from pyvision_agents.chat import (
+    CODE_STOP,
+    PYTHON_TOOL,
+    ModelReply,
+    check_protocol,
+    hf_messages,
+    parse_tool_call_text,
+    reply_to_action,
+    to_model_messages,
+)
 from pyvision_env import info as keys
 
 # End reasons the trainer gives on top of the env's `EndReason` values.
 OVER_LENGTH = "OVER_LENGTH"  # the token sequence outgrew `max_context_tokens` (same name as the env's)
 INVALID_OUTPUT = "INVALID_OUTPUT"  # the model emitted a vision placeholder token: always dropped
+
+_NOT_PREFIX_PRESERVING = (
+    "the chat template does not render the chat prefix-preservingly (the text after a model turn "
+    "must start with the text before it); use a template that renders each message on its own, "
+    "as Qwen2.5-VL's does"
+)
 
 
 @dataclass(frozen=True)
@@ -103,13 +119,16 @@ class RolloutTimes:
 
 
 class ChatCodec:
-    """Renders env chats with the processor's chat template and tokenizes text with its images."""
+    """Renders env chats with the processor's chat template and tokenizes text with its images.
+
+    Args:
+        processor: the model's processor (tokenizer, image processor, chat template).
+        protocol: "tags" (PyVision's `<code>` tags, a turn stops at `</code>`) or "tools" (the
+            model calls a `python` tool; its Hermes-style `<tool_call>` text is read as the cell).
+    """
 
     def __init__(self, processor: Any, protocol: str = "tags") -> None:
-        if protocol != "tags":
-            raise ValueError(
-                f"the trainer plays the 'tags' protocol only, got {protocol!r}; set rollout.protocol: tags"
-            )
+        check_protocol(protocol)
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.protocol = protocol
@@ -118,14 +137,55 @@ class ChatCodec:
         ids = [self.tokenizer.convert_tokens_to_ids(name) for name in names]
         self.image_pad_id = ids[0]
         self.vision_ids = frozenset(i for i in ids if i is not None and i != self.tokenizer.unk_token_id)
+        self.closing = self._closing()
 
-    def render(self, messages: Sequence[dict[str, Any]]) -> tuple[str, list[Any]]:
-        """The chat as the model's prompt text (generation prompt added) and its images as PIL."""
+    def render(self, messages: Sequence[dict[str, Any]], add_generation_prompt: bool = True,
+               ) -> tuple[str, list[Any]]:
+        """The chat as the model's prompt text and its images as PIL."""
         from PIL import Image
 
         chat, arrays = hf_messages(to_model_messages(messages, self.protocol))
-        text = self.processor.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
-        return text, [Image.fromarray(np.ascontiguousarray(a)) for a in arrays]
+        return self._template(chat, add_generation_prompt), [
+            Image.fromarray(np.ascontiguousarray(a)) for a in arrays]
+
+    def _template(self, chat: list[dict[str, Any]], add_generation_prompt: bool) -> str:
+        tools = [PYTHON_TOOL] if self.protocol == "tools" else None
+        return self.processor.apply_chat_template(chat, tokenize=False, tools=tools,
+                                                  add_generation_prompt=add_generation_prompt)
+
+    def _closing(self) -> str:
+        """The text the template puts after an assistant message's content (Qwen: `<|im_end|>\n`)."""
+        mark = "\x00end-of-content\x00"
+        text = self._template([{"role": "user", "content": [{"type": "text", "text": "x"}]},
+                               {"role": "assistant", "content": [{"type": "text", "text": mark}]}], False)
+        return text[text.rindex(mark) + len(mark):]
+
+    def action(self, text: str) -> str:
+        """The env action for the model's text of one turn."""
+        reply = parse_tool_call_text(text) if self.protocol == "tools" else ModelReply(text)
+        return reply_to_action(reply, self.protocol)
+
+    def observation_text(self, rendered: str, text: str, action: str,
+                         messages: Sequence[dict[str, Any]]) -> tuple[str, str, list[Any]]:
+        """What follows the model's turn `text` up to the next generation prompt, the new full
+        rendering and all images so far.
+
+        Tags: the env's chat renders the model's turn verbatim, so the new rendering must start
+        with the old one plus the action. Tools: the template renders the tool call its own way,
+        so the suffix is the template's closing of the assistant message plus everything the
+        chat gained after it.
+        """
+        new_rendered, images = self.render(messages)
+        if self.protocol == "tags":
+            expected = rendered + action
+            if not action.startswith(text) or not new_rendered.startswith(expected):
+                raise ValueError(_NOT_PREFIX_PRESERVING)
+            return action[len(text):] + new_rendered[len(expected):], new_rendered, images
+        last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+        closed, _ = self.render(messages[: last + 1], add_generation_prompt=False)
+        if not new_rendered.startswith(closed) or not closed.endswith(self.closing):
+            raise ValueError(_NOT_PREFIX_PRESERVING)
+        return self.closing + new_rendered[len(closed):], new_rendered, images
 
     def encode(self, text: str, images: list[Any]) -> dict[str, Any]:
         """Token ids of `text` with each image's placeholder expanded, plus the image features."""
@@ -250,7 +310,9 @@ class EpisodeRunner:
 
     def _step(self, env: Any, state: tuple[Trajectory, str], output: TurnOutput) -> tuple[Trajectory, str]:
         trajectory, rendered = state
-        ids = self.codec.cut_after_stop(list(output.ids))
+        ids = list(output.ids)
+        if self.codec.protocol == "tags":
+            ids = self.codec.cut_after_stop(ids)
         invalid = next((k for k, i in enumerate(ids) if i in self.codec.vision_ids), None)
         if invalid is not None:  # a placeholder without features would break the forward pass
             _add_model_tokens(trajectory, ids[:invalid], output.logprobs)
@@ -258,20 +320,12 @@ class EpisodeRunner:
             return trajectory, rendered
         _add_model_tokens(trajectory, ids, output.logprobs)
         text = self.codec.decode(ids)
-        action = reply_to_action(ModelReply(text), self.codec.protocol)
+        action = self.codec.action(text)
         _, reward, terminated, truncated, info = env.step(action)
         _record_info(trajectory, info, reward)
         if terminated or truncated:
             return trajectory, rendered
-        new_rendered, images = self.codec.render(info[keys.MESSAGES])
-        expected = rendered + action
-        if not new_rendered.startswith(expected):
-            raise ValueError(
-                "the chat template does not render the chat prefix-preservingly (the text after a "
-                "model turn must start with the text before it plus the turn); use a template that "
-                "renders each message independently, as Qwen2.5-VL's does"
-            )
-        suffix = action[len(text):] + new_rendered[len(expected):]  # e.g. a `</code>` the model left out
+        suffix, new_rendered, images = self.codec.observation_text(rendered, text, action, info[keys.MESSAGES])
         eos_text = self.codec.tokenizer.eos_token or ""
         if ids and ids[-1] in self.eos_ids and eos_text and suffix.startswith(eos_text):
             suffix = suffix[len(eos_text):]  # the sampled EOS already closes the turn

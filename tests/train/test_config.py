@@ -44,7 +44,7 @@ def test_env_section_passes_reward_and_turn_budgets_through(tmp_path):
     ("env.on_error=ignore", "must be 'observe' or 'terminate'"),
     ("env.kwargs={max_turns: 3}", "through the env section's own fields"),
     ("env.kwargs={chat_form: inline}", "chat_form='observation'"),
-    ("rollout.protocol=tools", "use 'tags'"),
+    ("rollout.protocol=tool", "must be 'tags' or 'tools'"),
     ("filter.keep_end_reasons=[DONE, SANDBOX_FAILURE]", "cannot keep SANDBOX_FAILURE"),
     ("data.train_prompts=0", "data.train_prompts must be >= 1"),
     ("model.path=", "pyvision-train tiny-model"),

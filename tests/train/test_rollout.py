@@ -23,6 +23,16 @@ def codec(tiny_model):
     return ChatCodec(AutoProcessor.from_pretrained(tiny_model, local_files_only=True, padding_side="left"))
 
 
+@pytest.fixture(scope="module")
+def tools_codec(tiny_model):
+    from transformers import AutoProcessor
+
+    from pyvision_train.rollout import ChatCodec
+
+    processor = AutoProcessor.from_pretrained(tiny_model, local_files_only=True, padding_side="left")
+    return ChatCodec(processor, "tools")
+
+
 def play(codec, tasks, turns, *, max_context_tokens=100_000, **env_kwargs):
     """Play one episode whose model turns are the texts in `turns` (str, or token ids)."""
     from pyvision_train.rollout import EpisodeRunner, EpisodeStart, TurnOutput
@@ -140,3 +150,26 @@ def test_episodes_of_a_batch_run_concurrently(codec, letter_tasks):
         runner.close()
     assert [t.reward for t in trajectories] == [pytest.approx(1.1)] * 2
     assert elapsed < 2.9 and times.env < 2.9
+
+
+def test_tools_protocol_plays_native_tool_calls(tools_codec, letter_tasks):
+    import json
+
+    tokenizer = tools_codec.tokenizer
+    call = ('<tool_call>\n' + json.dumps({"name": "python", "arguments": {
+        "code": "plt.imshow(image_clue_0)\nplt.show()"}}) + '\n</tool_call>')
+    eos = [tokenizer.eos_token_id]
+    turns = [tokenizer.encode(call, add_special_tokens=False) + eos,
+             tokenizer.encode("It is \\boxed{A}", add_special_tokens=False) + eos]
+    trajectory = play(tools_codec, letter_tasks, turns)
+    assert trajectory.end_reason == "DONE" and trajectory.num_code_cells == 1
+    assert trajectory.reward == pytest.approx(1.1)
+    end = tokenizer.eos_token
+    assert model_text(tools_codec, trajectory) == call + end + "It is \\boxed{A}" + end
+    observed = tokenizer.decode([i for i, m in zip(trajectory.completion_ids, trajectory.tool_mask) if not m],
+                                skip_special_tokens=False)
+    assert observed.startswith("\n<|im_start|>user\n<tool_response>")  # the sampled EOS is not repeated
+    assert "<|image_pad|>" in observed and trajectory.looked_at_image
+    from pyvision_train.rollout import image_token_mismatch
+
+    assert image_token_mismatch(trajectory, tools_codec) is None
