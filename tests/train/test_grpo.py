@@ -26,10 +26,11 @@ def _config(tmp_path, model, tasks, **grpo):
         "output_dir": str(tmp_path / "run"),
         "model": {"path": str(model), "dtype": "float32"},
         "env": {"id": "PyVisionImage-v0", "train_max_turns": 3, "kwargs": {"tasks": tasks}},
-        "data": {"train_prompts": 4},
+        "data": {"train_prompts": 4, "eval_prompts": 1},
         "rollout": {"num_workers": 2},
         "grpo": {"use_cpu": True, "bf16": False, "learning_rate": 0.05, "num_generations": 3,
-                 "per_device_train_batch_size": 6, "max_completion_length": 16, "max_steps": 2,
+                 "per_device_train_batch_size": 6, "per_device_eval_batch_size": 3,
+                 "max_completion_length": 16, "max_steps": 2,
                  "logging_steps": 1, "save_strategy": "no", "report_to": [],
                  "gradient_checkpointing": False, **grpo},
     })
@@ -83,6 +84,7 @@ def scripted(tmp_path_factory, tiny_model, letter_tasks):
     captured["before"] = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     try:
         captured["result"] = trainer.train()
+        captured["train_turns"] = trainer._runners["train"]._pool["PyVisionImage-v0"][0].unwrapped.max_turns
     finally:
         trainer.close()
     return trainer, captured
@@ -139,3 +141,13 @@ def test_advantages_are_computed_after_filtering(scripted):
         assert rewards[start: start + 3][:2] == pytest.approx([1.1, 0.0])
         assert dropped == 0.0
         assert right == pytest.approx(-wrong) and right > 0  # the dropped 0 is not in the baseline
+
+
+def test_validation_plays_with_its_own_turn_budget(scripted):
+    trainer, captured = scripted
+    metrics = trainer.evaluate()
+    assert metrics["eval_pyvision/episodes"] == 3
+    assert metrics["eval_pyvision/end_reason/INVALID_OUTPUT"] == pytest.approx(1 / 3)
+    assert captured["train_turns"] == 3
+    assert trainer._runners["eval"]._pool["PyVisionImage-v0"][0].unwrapped.max_turns == 30
+    trainer.close()
