@@ -103,11 +103,14 @@ class EnvConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """The prompts TRL iterates: (env id, seed) pairs; each seed is one task of the env.
+    """The prompts TRL iterates: (env id, seed) pairs; each seed is one task of the env. With
+    `env.data_path`, the rows are the file's tasks in order instead: the last `eval_prompts` are
+    held out to validate, up to `train_prompts` of the others train (each once per epoch); the
+    seeds are ignored.
 
     Attributes:
-        train_prompts: distinct training seeds (seed, seed + 1, ...).
-        eval_prompts: validation seeds (0: no validation set).
+        train_prompts: distinct training seeds (seed, seed + 1, ...), or data-file tasks.
+        eval_prompts: validation seeds or data-file tasks (0: no validation set).
         seed: the first training seed.
         eval_seed: the first validation seed (kept apart from the training seeds).
     """

@@ -45,10 +45,12 @@ _NOT_PREFIX_PRESERVING = (
 
 @dataclass(frozen=True)
 class EpisodeStart:
-    """Which episode to play: an env id and the seed its `reset` gets."""
+    """Which episode to play: an env id, the seed its `reset` gets and, for a data file, the
+    index of the task to play (None: the env draws one with the seed)."""
 
     env_id: str
     seed: int
+    task_index: int | None = None
 
 
 @dataclass(frozen=True)
@@ -290,7 +292,8 @@ class EpisodeRunner:
         return envs
 
     def _reset(self, env: Any, start: EpisodeStart) -> tuple[Trajectory, str]:
-        _, info = env.reset(seed=start.seed)
+        options = {"task_index": start.task_index} if start.task_index is not None else None
+        _, info = env.reset(seed=start.seed, options=options)
         text, images = self.codec.render(info[keys.MESSAGES])
         encoded = self.codec.encode(text, images)
         trajectory = Trajectory(prompt_ids=encoded["ids"], images=list(images),

@@ -6,15 +6,37 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pyvision_train.config import TrainConfig
+from pyvision_train.config import ConfigError, TrainConfig
 
 METRICS_FILE = "metrics.jsonl"
 
 
-def prompt_rows(env_id: str, first_seed: int, count: int) -> list[dict[str, Any]]:
-    """The dataset TRL iterates: one row per (env id, seed); the env renders the real prompt."""
-    return [{"prompt": f"{env_id} seed={seed}", "env_id": env_id, "seed": seed}
-            for seed in range(first_seed, first_seed + count)]
+def prompt_rows(env_id: str, seeds: range, by_task_index: bool = False) -> list[dict[str, Any]]:
+    """The dataset TRL iterates: one row per episode start; the env renders the real prompt.
+
+    Each row names the env id and a seed; with `by_task_index` the seed is also the index of the
+    task to play in the env's data file (else `task_index` is -1 and the env draws the task).
+    """
+    return [{"prompt": f"{env_id} {'task' if by_task_index else 'seed'}={seed}", "env_id": env_id,
+             "seed": seed, "task_index": seed if by_task_index else -1} for seed in seeds]
+
+
+def dataset_rows(config: TrainConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Training and validation rows: seeds for built-in families; with `env.data_path`, the file's
+    tasks in order (the last `eval_prompts` validate; up to `train_prompts` of the rest train)."""
+    from pyvision_env.tasks.sources import DatasetTasks
+
+    data, env_id = config.data, config.env.id
+    if config.env.data_path is None:
+        return (prompt_rows(env_id, range(data.seed, data.seed + data.train_prompts)),
+                prompt_rows(env_id, range(data.eval_seed, data.eval_seed + data.eval_prompts)))
+    total = len(DatasetTasks.from_file(config.env.data_path))
+    if data.eval_prompts >= total:
+        raise ConfigError(f"{config.env.data_path} has {total} tasks: holding out {data.eval_prompts} for "
+                          "validation leaves none to train on; lower data.eval_prompts")
+    train = min(data.train_prompts, total - data.eval_prompts)
+    return (prompt_rows(env_id, range(train), by_task_index=True),
+            prompt_rows(env_id, range(total - data.eval_prompts, total), by_task_index=True))
 
 
 def build_trainer(config: TrainConfig, trainer_class: type | None = None):
@@ -53,15 +75,14 @@ def build_trainer(config: TrainConfig, trainer_class: type | None = None):
                 with path.open("a") as handle:
                     handle.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
-    data = config.data
-    eval_rows = prompt_rows(config.env.id, data.eval_seed, data.eval_prompts)
+    train_rows, eval_rows = dataset_rows(config)
     trainer = (trainer_class or PyVisionGRPOTrainer)(
         make_runner=make_runner,
         filter_config=config.filter,
         codec=codec,
         model=model,
         args=args,
-        train_dataset=Dataset.from_list(prompt_rows(config.env.id, data.seed, data.train_prompts)),
+        train_dataset=Dataset.from_list(train_rows),
         eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
         processing_class=processor,
         callbacks=[JsonlMetrics()],

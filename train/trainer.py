@@ -96,7 +96,7 @@ class PyVisionGRPOTrainer(GRPOTrainer):
         size = self.num_generations if mode == "train" else self.num_generations_eval
         groups = _whole_groups(inputs, size)
         drawn = groups + (self._extra_groups(len(groups), size) if mode == "train" else [])
-        starts = [EpisodeStart(row["env_id"], int(row["seed"])) for group in drawn for row in group]
+        starts = [_start(row) for group in drawn for row in group]
         runner = self._runners.get(mode) or self._runners.setdefault(mode, self._make_runner(mode))
         trajectories, times = runner.run(starts, self._generate_turns)
         played = [trajectories[i: i + size] for i in range(0, len(trajectories), size)]
@@ -160,12 +160,12 @@ class PyVisionGRPOTrainer(GRPOTrainer):
                 for i, lp in zip(ids, logprobs if logprobs is not None else [None] * len(ids))]
 
     def _extra_groups(self, num_groups: int, size: int) -> list[list[dict[str, Any]]]:
-        """Oversampled prompt groups, drawn from the training set by (seed, step): a resumed run
-        draws the same ones."""
+        """Oversampled prompt groups, drawn from the training set by (seed, step, process): a resumed
+        run draws the same ones."""
         count = self.filter_config.extra_groups(num_groups)
         if count == 0:
             return []
-        rng = np.random.default_rng([self.args.seed, self.state.global_step])
+        rng = np.random.default_rng([self.args.seed, self.state.global_step, self.accelerator.process_index])
         rows = rng.integers(len(self.train_dataset), size=count)
         return [[dict(self.train_dataset[int(i)])] * size for i in rows]
 
@@ -196,7 +196,13 @@ def _whole_groups(inputs: list[dict[str, Any]], size: int) -> list[list[dict[str
                            "per_device_train_batch_size * steps_per_generation to a multiple of num_generations")
     groups = [inputs[i: i + size] for i in range(0, len(inputs), size)]
     for group in groups:
-        if len({(row["env_id"], row["seed"]) for row in group}) != 1:
+        if len({_start(row) for row in group}) != 1:
             raise RuntimeError("a group mixes prompts: TRL's sampler no longer repeats each prompt "
                                "num_generations times in a row (check the pinned trl version)")
     return groups
+
+
+def _start(row: dict[str, Any]) -> EpisodeStart:
+    """The episode a dataset row names (`task_index` -1: the env draws a task with the seed)."""
+    index = int(row.get("task_index", -1))
+    return EpisodeStart(row["env_id"], int(row["seed"]), index if index >= 0 else None)

@@ -110,3 +110,26 @@ def test_published_settings_of_the_7b_configs():
         assert grpo["per_device_train_batch_size"] * 8 * grpo["gradient_accumulation_steps"] == 16 * 8
         assert config.model.freeze_vision_tower and config.env.train_max_turns == 5
         assert grpo["use_vllm"] and grpo["vllm_mode"] == "colocate"
+
+
+def test_a_data_file_gives_task_rows_with_the_last_tasks_held_out(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from pyvision_train.run import dataset_rows
+
+    Image.new("RGB", (32, 24), (200, 200, 200)).save(tmp_path / "gray.png")
+    rows = [{"id": f"q{i}", "question": "Width?", "answer": "32", "data_source": "toy",
+             "image_path": "gray.png"} for i in range(5)]
+    (tmp_path / "data.json").write_text(json.dumps(rows))
+    overrides = [f"env.data_path={tmp_path / 'data.json'}", "data.eval_prompts=2"]
+    train, evaluation = dataset_rows(load_config(write(tmp_path, BASE), overrides))
+    assert [r["task_index"] for r in train] == [0, 1, 2]
+    assert [r["task_index"] for r in evaluation] == [3, 4]
+    capped, _ = dataset_rows(load_config(write(tmp_path, BASE), [*overrides, "data.train_prompts=2"]))
+    assert [r["task_index"] for r in capped] == [0, 1]
+    with pytest.raises(ConfigError, match="lower data.eval_prompts"):
+        dataset_rows(load_config(write(tmp_path, BASE), [*overrides[:1], "data.eval_prompts=5"]))
+    seeds, _ = dataset_rows(load_config(write(tmp_path, BASE), ["data.train_prompts=2", "data.seed=7"]))
+    assert [(r["seed"], r["task_index"]) for r in seeds] == [(7, -1), (8, -1)]

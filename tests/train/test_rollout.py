@@ -173,3 +173,19 @@ def test_tools_protocol_plays_native_tool_calls(tools_codec, letter_tasks):
     from pyvision_train.rollout import image_token_mismatch
 
     assert image_token_mismatch(trajectory, tools_codec) is None
+
+
+def test_a_task_index_picks_the_task(codec, letter_tasks):
+    from pyvision_train.rollout import EpisodeRunner, EpisodeStart, TurnOutput
+
+    tokenizer = codec.tokenizer
+    answer = tokenizer.encode(answer_turn("A"), add_special_tokens=False)
+    runner = EpisodeRunner(codec, lambda env_id: gym.make(env_id, tasks=letter_tasks), num_workers=1,
+                           max_context_tokens=100_000, eos_ids=[tokenizer.eos_token_id])
+    try:
+        for index in (3, 5):
+            runner.run([EpisodeStart("PyVisionImage-v0", 0, task_index=index)],
+                       lambda requests: [TurnOutput(answer)])
+            assert runner._pool["PyVisionImage-v0"][0].unwrapped.current_task.id == f"t{index}"
+    finally:
+        runner.close()
