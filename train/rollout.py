@@ -36,6 +36,8 @@ from pyvision_env import info as keys
 OVER_LENGTH = "OVER_LENGTH"  # the token sequence outgrew `max_context_tokens` (same name as the env's)
 INVALID_OUTPUT = "INVALID_OUTPUT"  # the model emitted a vision placeholder token: always dropped
 
+ZERO_WIDTH_SPACE = "\u200b"
+
 _NOT_PREFIX_PRESERVING = (
     "the chat template does not render the chat prefix-preservingly (the text after a model turn "
     "must start with the text before it); use a template that renders each message on its own, "
@@ -139,6 +141,8 @@ class ChatCodec:
         ids = [self.tokenizer.convert_tokens_to_ids(name) for name in names]
         self.image_pad_id = ids[0]
         self.vision_ids = frozenset(i for i in ids if i is not None and i != self.tokenizer.unk_token_id)
+        self.specials = sorted({token.content for token in self.tokenizer.added_tokens_decoder.values()}
+                               | set(self.tokenizer.all_special_tokens), key=len, reverse=True)
         self.closing = self._closing()
 
     def render(self, messages: Sequence[dict[str, Any]], add_generation_prompt: bool = True,
@@ -146,9 +150,28 @@ class ChatCodec:
         """The chat as the model's prompt text and its images as PIL."""
         from PIL import Image
 
-        chat, arrays = hf_messages(to_model_messages(messages, self.protocol))
+        chat, arrays = hf_messages(to_model_messages(self.defused(messages), self.protocol))
         return self._template(chat, add_generation_prompt), [
             Image.fromarray(np.ascontiguousarray(a)) for a in arrays]
+
+    def defused(self, messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The chat with special-token strings in env text (questions, code output) broken by a
+        zero-width space, so that text a code cell prints can never become a control or image
+        token. Assistant messages are left as the model wrote them (never re-tokenized)."""
+        out = []
+        for message in messages:
+            if message["role"] != "assistant":
+                message = {**message, "content": [
+                    {**part, "text": self._defuse(part["text"])} if part["type"] == "text" else part
+                    for part in message["content"]]}
+            out.append(message)
+        return out
+
+    def _defuse(self, text: str) -> str:
+        for token in self.specials:
+            if token in text:
+                text = text.replace(token, token[0] + ZERO_WIDTH_SPACE + token[1:])
+        return text
 
     def _template(self, chat: list[dict[str, Any]], add_generation_prompt: bool) -> str:
         tools = [PYTHON_TOOL] if self.protocol == "tools" else None
