@@ -77,6 +77,9 @@ class PyVisionGRPOTrainer(GRPOTrainer):
                  codec: ChatCodec, **kwargs: Any) -> None:
         super().__init__(reward_funcs=[env_reward], **kwargs)
         self.tools = [python]  # opens TRL's forward branch for completion images (see module docstring)
+        if not self.use_vllm:  # TRL suppresses <|image_pad|> only; any vision token breaks the pairing
+            suppressed = set(self.generation_config.suppress_tokens or []) | codec.vision_ids
+            self.generation_config.suppress_tokens = sorted(suppressed)
         self.codec = codec
         self.filter_config = filter_config
         self._make_runner = make_runner

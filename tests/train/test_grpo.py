@@ -151,3 +151,8 @@ def test_validation_plays_with_its_own_turn_budget(scripted):
     assert captured["train_turns"] == 3
     assert trainer._runners["eval"]._pool["PyVisionImage-v0"][0].unwrapped.max_turns == 30
     trainer.close()
+
+
+def test_hf_generation_suppresses_every_vision_token(scripted):
+    trainer, _ = scripted
+    assert trainer.codec.vision_ids <= set(trainer.generation_config.suppress_tokens)
