@@ -2,10 +2,10 @@
 
 One `Trajectory` per completion. The prompt is the env's first chat rendered by the processor's
 chat template; the completion is every model turn (tokens exactly as sampled, mask 1) followed by
-the chat-template text and images of the env's answer to it (mask 0, never trained on). Both chat protocols of the agents are played:
-PyVision's tags and native `python` tool calls. Images
-that code shows are tokenized with the processor, so their `<|image_pad|>` runs and pixel
-features agree by construction; `check_image_tokens` asserts it before the trainer sees a batch.
+the chat-template text and images of the env's answer to it (mask 0, never trained on). Both chat
+protocols of the agents are played: PyVision's tags and native `python` tool calls. Images that
+code shows are tokenized with the processor, so their `<|image_pad|>` runs and pixel features
+agree by construction; `image_token_mismatch` checks it before the trainer sees a batch.
 
 Generation is batched over every running episode of a batch (one `generate` call per turn);
 env resets and steps run concurrently in a thread pool, since `env.step` blocks on the sandbox.
@@ -272,6 +272,7 @@ class EpisodeRunner:
         self._pool: dict[str, list[Any]] = {}
 
     def close(self) -> None:
+        """Stop the worker threads and close every env (and its sandbox)."""
         self.executor.shutdown(wait=True)
         for envs in self._pool.values():
             for env in envs:

@@ -100,8 +100,9 @@ class PyVisionGRPOTrainer(GRPOTrainer):
         groups = _whole_groups(inputs, size)
         drawn = groups + (self._extra_groups(len(groups), size) if mode == "train" else [])
         starts = [_start(row) for group in drawn for row in group]
-        runner = self._runners.get(mode) or self._runners.setdefault(mode, self._make_runner(mode))
-        trajectories, times = runner.run(starts, self._generate_turns)
+        if mode not in self._runners:
+            self._runners[mode] = self._make_runner(mode)
+        trajectories, times = self._runners[mode].run(starts, self._generate_turns)
         played = [trajectories[i: i + size] for i in range(0, len(trajectories), size)]
         selection = self._select(played, len(groups), mode)
         for name, value in collapse_metrics(trajectories, times, selection).items():
