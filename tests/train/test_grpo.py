@@ -29,7 +29,8 @@ def _config(tmp_path, model, tasks, **grpo):
         "data": {"train_prompts": 4, "eval_prompts": 1},
         "rollout": {"num_workers": 2},
         "grpo": {"use_cpu": True, "bf16": False, "learning_rate": 0.05, "num_generations": 3,
-                 "per_device_train_batch_size": 6, "per_device_eval_batch_size": 3,
+                 "per_device_train_batch_size": 3, "steps_per_generation": 2,
+                 "gradient_accumulation_steps": 2, "per_device_eval_batch_size": 3,
                  "max_completion_length": 16, "max_steps": 2,
                  "logging_steps": 1, "save_strategy": "no", "report_to": [],
                  "gradient_checkpointing": False, **grpo},
@@ -129,7 +130,11 @@ def test_observation_tokens_are_masked_and_code_images_reach_the_forward_pass(sc
     assert forward["mm_token_type_ids"] is not None
     features = int(forward["image_grid_thw"].prod(dim=-1).sum()) // trainer.codec.merge_length
     assert int((forward["input_ids"] == pad).sum()) == features
-    assert forward["image_grid_thw"].shape[0] > len(prompt_ids)  # more images than prompts: code figures
+    assert forward["image_grid_thw"].shape[0] > forward["input_ids"].shape[0]  # code figures too
+    # every forward pass (generation batch split into micro-batches) pairs tokens with features
+    for call in captured["forward"]:
+        grid = call["image_grid_thw"]
+        assert int((call["input_ids"] == pad).sum()) == int(grid.prod(dim=-1).sum()) // trainer.codec.merge_length
 
 
 def test_advantages_are_computed_after_filtering(scripted):
