@@ -105,7 +105,7 @@ class PyVisionGRPOTrainer(GRPOTrainer):
         trajectories, times = self._runners[mode].run(starts, self._generate_turns)
         played = [trajectories[i: i + size] for i in range(0, len(trajectories), size)]
         selection = self._select(played, len(groups), mode)
-        for name, value in collapse_metrics(trajectories, times, selection).items():
+        for name, value in self._gathered(collapse_metrics(trajectories, times, selection)).items():
             self._metrics[mode][name].append(value)
         chosen = [row for g in selection.groups for row in drawn[g]]
         self._pending = _Pending(
@@ -181,6 +181,19 @@ class PyVisionGRPOTrainer(GRPOTrainer):
         total = sum(len(g) for g in keep)
         return Selection(tuple(range(num_groups)), keep, num_groups,
                          sum(map(sum, keep)) / total if total else 0.0, 1.0)
+
+    def _gathered(self, metrics: dict[str, float]) -> dict[str, float]:
+        """The metrics over every process (each plays the same number of episodes): the max of
+        `.../max` metrics, the mean of the others."""
+        import torch
+
+        if self.accelerator.num_processes == 1 or not metrics:
+            return metrics
+        names = list(metrics)  # the same order on every rank
+        local = torch.tensor([metrics[n] for n in names], device=self.accelerator.device)
+        table = self.accelerator.gather(local).view(self.accelerator.num_processes, len(names))
+        return {n: (table[:, k].max() if n.endswith("/max") else table[:, k].mean()).item()
+                for k, n in enumerate(names)}
 
     def _log_lengths(self, prompt_ids: Sequence[list[int]], tool_mask: Sequence[list[int]]) -> None:
         """The token counts TRL's own `_generate` logs (model tokens only in completions)."""
