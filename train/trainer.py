@@ -22,6 +22,7 @@ image features before TRL sees them: TRL would silently drop every image of the 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -56,6 +57,17 @@ def env_reward(completions: list, env_reward: list[float], keep: list[bool], **_
     return [reward if kept else None for reward, kept in zip(env_reward, keep)]
 
 
+class _DroppedRowsAreIntended(logging.Filter):
+    """Hides TRL's per-batch warning about rows with no reward: dropped trajectories are meant to
+    have none (the warning would print a whole multi-turn completion every step)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "All reward functions returned None" not in record.getMessage()
+
+
+_QUIET = _DroppedRowsAreIntended()
+
+
 @dataclass
 class _Pending:
     trajectories: list[Trajectory]
@@ -76,6 +88,7 @@ class PyVisionGRPOTrainer(GRPOTrainer):
     def __init__(self, *, make_runner: Callable[[str], EpisodeRunner], filter_config: FilterConfig,
                  codec: ChatCodec, **kwargs: Any) -> None:
         super().__init__(reward_funcs=[env_reward], **kwargs)
+        logging.getLogger("trl.trainer.grpo_trainer").addFilter(_QUIET)  # idempotent: one filter object
         self.tools = [python]  # opens TRL's forward branch for completion images (see module docstring)
         if not self.use_vllm:  # TRL suppresses <|image_pad|> only; any vision token breaks the pairing
             suppressed = set(self.generation_config.suppress_tokens or []) | codec.vision_ids
