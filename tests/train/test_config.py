@@ -133,3 +133,28 @@ def test_a_data_file_gives_task_rows_with_the_last_tasks_held_out(tmp_path):
         dataset_rows(load_config(write(tmp_path, BASE), [*overrides[:1], "data.eval_prompts=5"]))
     seeds, _ = dataset_rows(load_config(write(tmp_path, BASE), ["data.train_prompts=2", "data.seed=7"]))
     assert [(r["seed"], r["task_index"]) for r in seeds] == [(7, -1), (8, -1)]
+
+
+def test_an_sft_section_runs_train_sft_first(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from pyvision_train.run import train
+
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def train_sft(**kwargs):
+        calls.append(kwargs)
+        raise Stop
+
+    monkeypatch.setitem(sys.modules, "pyvision_train.sft", types.SimpleNamespace(train_sft=train_sft))
+    config = load_config(write(tmp_path, BASE + "sft: {epochs: 1, data: episodes.jsonl}\n"))
+    with pytest.raises(Stop):
+        train(config)
+    assert calls == [{"epochs": 1, "data": "episodes.jsonl"}]
+    monkeypatch.setitem(sys.modules, "pyvision_train.sft", None)  # not installed: a clear error
+    with pytest.raises(ImportError, match="remove the section"):
+        train(config)
