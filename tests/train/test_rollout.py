@@ -215,3 +215,39 @@ def test_special_tokens_printed_by_code_stay_text(codec, tools_codec, letter_tas
     from pyvision_train.rollout import image_token_mismatch
 
     assert image_token_mismatch(trajectory, active) is None
+
+
+def test_video_frames_read_by_code_become_completion_images(codec, tmp_path):
+    """PyVision-Video style: no frames up front; a frame the code shows joins the token sequence."""
+    av = pytest.importorskip("av")
+    import numpy as np
+
+    from pyvision_env.tasks.task import Task
+
+    path = tmp_path / "clip.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for value in range(0, 240, 30):
+            frame = np.full((32, 32, 3), value, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    task = Task(id="v0", question="Brightest frame? (A) last (B) first", answer="A",
+                answer_type="choice", choices=("last", "first"), videos=(path,))
+    show = code_turn("plt.imshow(video_clue_0[7].asnumpy())\nplt.show()")
+    from pyvision_train.rollout import EpisodeRunner, EpisodeStart, TurnOutput, image_token_mismatch
+
+    tokenizer = codec.tokenizer
+    script = iter([show, answer_turn("A")])
+    runner = EpisodeRunner(codec, lambda env_id: gym.make(env_id, tasks=[task]), num_workers=1,
+                           max_context_tokens=100_000, eos_ids=[tokenizer.eos_token_id])
+    try:
+        [trajectory], _ = runner.run([EpisodeStart("PyVisionVideo-v0", 0)],
+                                     lambda requests: [TurnOutput(tokenizer.encode(next(script)))])
+    finally:
+        runner.close()
+    assert trajectory.end_reason == "DONE" and trajectory.reward == pytest.approx(1.1)
+    assert trajectory.num_prompt_images == 0 and len(trajectory.images) == 1
+    assert codec.image_pad_id not in trajectory.prompt_ids
+    assert codec.image_pad_id in trajectory.completion_ids
+    assert image_token_mismatch(trajectory, codec) is None
