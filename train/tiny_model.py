@@ -1,0 +1,96 @@
+"""A tiny random Qwen2.5-VL checkpoint built offline: config, weights, on-the-spot BPE, chat template.
+
+For tests and the CPU smoke run (`pyvision-train tiny-model OUT`); nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
+                  "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+
+# Qwen2.5-VL style: any role renders as `<|im_start|>{role}\n...<|im_end|>\n`; `tool` messages as
+# Qwen's `<tool_response>` user turns; tool calls as Hermes `<tool_call>` JSON.
+CHAT_TEMPLATE = (
+    "{%- if tools %}<|im_start|>system\n# Tools\n<tools>\n{% for tool in tools %}{{ tool | tojson }}\n"
+    "{% endfor %}</tools>\nCall a tool as <tool_call>\n{\"name\": <name>, \"arguments\": <args>}\n"
+    "</tool_call><|im_end|>\n{% endif %}"
+    "{%- for message in messages %}"
+    "{%- if message.role == 'tool' %}{{ '<|im_start|>user\n<tool_response>\n' }}"
+    "{%- else %}{{ '<|im_start|>' + message.role + '\n' }}{%- endif %}"
+    "{%- if message.content is string %}{{ message.content }}{%- else %}"
+    "{%- for part in message.content %}"
+    "{%- if part.type == 'image' %}{{ '<|vision_start|><|image_pad|><|vision_end|>' }}"
+    "{%- elif part.type == 'text' %}{{ part.text }}{%- endif %}"
+    "{%- endfor %}{%- endif %}"
+    "{%- for call in message.tool_calls or [] %}"
+    "{{ '\n<tool_call>\n{\"name\": \"' + call.function.name + '\", \"arguments\": ' }}"
+    "{{- call.function.arguments | tojson }}{{ '}\n</tool_call>' }}"
+    "{%- endfor %}"
+    "{%- if message.role == 'tool' %}{{ '\n</tool_response>' }}{%- endif %}"
+    "{%- if not (loop.last and continue_final_message) %}{{ '<|im_end|>\n' }}{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{%- endif %}"
+)
+
+_CORPUS = [
+    "<code>\n```python\nprint(image_clue_0.size)\nplt.imshow(image_clue_0)\nplt.show()\n```\n</code>",
+    "<answer>\n\\boxed{A}\n</answer> The answer is 12.",
+    "<interpreter>Text Result:\n(64, 48)</interpreter> How many marks are in the image?",
+]
+
+
+def build_tiny_qwen(folder: Path) -> Path:
+    """Save a ~70k-parameter random Qwen2.5-VL with its processor into `folder`; return it."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import (
+        PreTrainedTokenizerFast,
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=SPECIAL_TOKENS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(_CORPUS * 20, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>",
+                                        pad_token="<|endoftext|>")
+    pixels = {"min_pixels": 28 * 28, "max_pixels": 28 * 28 * 16}
+    processor = Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**pixels),
+        video_processor=Qwen2VLVideoProcessor(**pixels),
+        tokenizer=tokenizer,
+        chat_template=CHAT_TEMPLATE,
+    )
+    token = tokenizer.convert_tokens_to_ids
+    config = Qwen2_5_VLConfig(
+        text_config={
+            "vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64,
+            "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+            "max_position_embeddings": 8192,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+            "bos_token_id": None, "eos_token_id": token("<|im_end|>"),
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+        vision_config={"depth": 2, "hidden_size": 16, "intermediate_size": 32, "num_heads": 2,
+                       "out_hidden_size": 32, "fullatt_block_indexes": [1], "window_size": 56},
+        image_token_id=token("<|image_pad|>"),
+        video_token_id=token("<|video_pad|>"),
+        vision_start_token_id=token("<|vision_start|>"),
+        vision_end_token_id=token("<|vision_end|>"),
+    )
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(0)
+    model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    torch.random.set_rng_state(generator_state)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
