@@ -85,7 +85,7 @@ def scripted(tmp_path_factory, tiny_model, letter_tasks):
     captured["before"] = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     try:
         captured["result"] = trainer.train()
-        captured["train_turns"] = trainer._runners["train"]._pool["PyVisionImage-v0"][0].unwrapped.max_turns
+        captured["train_turns"] = trainer._runners["train"]._pool["PyVisionImage-v0"][0].unwrapped.limits.max_turns
     finally:
         trainer.close()
     return trainer, captured
@@ -154,7 +154,7 @@ def test_validation_plays_with_its_own_turn_budget(scripted):
     assert metrics["eval_pyvision/episodes"] == 3
     assert metrics["eval_pyvision/end_reason/INVALID_OUTPUT"] == pytest.approx(1 / 3)
     assert captured["train_turns"] == 3
-    assert trainer._runners["eval"]._pool["PyVisionImage-v0"][0].unwrapped.max_turns == 30
+    assert trainer._runners["eval"]._pool["PyVisionImage-v0"][0].unwrapped.limits.max_turns == 30
     trainer.close()
 
 

@@ -180,13 +180,21 @@ def test_a_task_index_picks_the_task(codec, letter_tasks):
 
     tokenizer = codec.tokenizer
     answer = tokenizer.encode(answer_turn("A"), add_special_tokens=False)
-    runner = EpisodeRunner(codec, lambda env_id: gym.make(env_id, tasks=letter_tasks), num_workers=1,
-                           max_context_tokens=100_000, eos_ids=[tokenizer.eos_token_id])
+    seen = []
+
+    class RecordTaskId(gym.Wrapper):
+        def reset(self, **kwargs):
+            observation, info = super().reset(**kwargs)
+            seen.append(info["task_id"])
+            return observation, info
+
+    runner = EpisodeRunner(codec, lambda env_id: RecordTaskId(gym.make(env_id, tasks=letter_tasks)),
+                           num_workers=1, max_context_tokens=100_000, eos_ids=[tokenizer.eos_token_id])
     try:
         for index in (3, 5):
             runner.run([EpisodeStart("PyVisionImage-v0", 0, task_index=index)],
                        lambda requests: [TurnOutput(answer)])
-            assert runner._pool["PyVisionImage-v0"][0].unwrapped.current_task.id == f"t{index}"
+            assert seen[-1] == f"t{index}"
     finally:
         runner.close()
 
