@@ -30,7 +30,8 @@ from pyvision_env.protocol import (
     render_cell,
     render_format_error,
 )
-from pyvision_env.rewards import RewardConfig, RewardParts, compute_reward, grade
+from pyvision_env.rewards import RewardConfig, RewardParts, compute_reward
+from pyvision_env.rewards.judge import grade_answer
 from pyvision_env.sandbox import CellResult, CellStatus, Sandbox, SandboxConfig, make_sandbox
 from pyvision_env.spaces import TextSpace, observation_space
 from pyvision_env.tasks.sources import DatasetTasks, TaskSource
@@ -80,6 +81,7 @@ class _Episode:
     correct: bool = False
     reward_parts: RewardParts = field(default_factory=lambda: RewardParts(0.0, 0.0, 0.0))
     end_reason: EndReason | None = None
+    judge_error: str | None = None
 
 
 class PyVisionEnv(gym.Env[Observation, str]):
@@ -349,13 +351,14 @@ class PyVisionEnv(gym.Env[Observation, str]):
     def _finish_with_answer(self, answer: str | None):
         episode = self._episode
         assert episode is not None
-        verdict = grade(episode.task, answer)
+        verdict = grade_answer(episode.task, answer, self.reward_config.judge)
         episode.answer = answer
         episode.correct = verdict.correct
         episode.reward_parts = compute_reward(
             verdict, episode.num_code_cells, self.reward_config, self.max_turns
         )
-        episode.end_reason = EndReason.DONE
+        episode.judge_error = verdict.judge_error
+        episode.end_reason = EndReason.JUDGE_FAILURE if verdict.judge_error else EndReason.DONE
         self._close_episode()
         return _observation([]), episode.reward_parts.total, True, False, self._info()
 
@@ -455,6 +458,7 @@ class PyVisionEnv(gym.Env[Observation, str]):
             keys.REWARD_PARTS: episode.reward_parts.as_dict(),
             keys.TASK_ID: episode.task.id,
             keys.GROUND_TRUTH: episode.task.answer if episode.end_reason else None,
+            keys.JUDGE_ERROR: episode.judge_error,
         }
 
 

@@ -1,4 +1,4 @@
-"""Rewards: rule graders for each answer type and the shaping that turns a grade into a reward."""
+"""Rewards: rule graders for each answer type, the LLM judge, and the shaping that turns a grade into a reward."""
 
 from pyvision_env.rewards.graders import (
     GRADING_MODES,
@@ -13,6 +13,7 @@ from pyvision_env.rewards.graders import (
     normalize_text,
     parse_number,
 )
+from pyvision_env.rewards.judge import JudgeConfig
 from pyvision_env.rewards.shaping import RewardConfig, RewardParts, compute_reward
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "MRA_CORRECT_ABOVE",
     "MRA_THRESHOLDS",
     "Grade",
+    "JudgeConfig",
     "RewardConfig",
     "RewardParts",
     "compute_reward",
