@@ -9,7 +9,7 @@ import traceback
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import gymnasium as gym
 import numpy as np
@@ -20,6 +20,7 @@ from pyvision_agents.runner import EpisodeRecord, run_episodes
 from pyvision_env.info import EndReason
 
 MANIFEST_FILE = "export.json"
+SHARD_ROWS = 256  # rows held in memory before they go to disk
 ROLES = ("user", "assistant", "observation")
 # Episodes a policy ended by itself; the others (ENV_ERROR, AGENT_ERROR, SANDBOX_FAILURE,
 # JUDGE_FAILURE) are infrastructure failures and never exported.
@@ -112,13 +113,16 @@ def export_sft(
     Kept: episodes the policy ended itself (not env/agent/sandbox/judge failures) and, with
     `only_correct`, answered correctly. A failing episode or a row that cannot be built is
     skipped and counted, never fatal; an agent that raises stops the run, and the rows so far are
-    still written. The folder is written under a temporary name and moved into place, so a
-    killed export leaves no half dataset. The env must use `chat_form="observation"` (the
-    default), so interpreter output sits in its own messages, outside the loss.
+    still written. Rows go to disk in shards of `SHARD_ROWS` as episodes finish (memory stays
+    bounded), and the dataset is assembled under a temporary name and moved into place, so a
+    killed export leaves no half dataset and a failed one leaves the old `out_dir` whole. The env
+    must use `chat_form="observation"` (the default), so interpreter output sits in its own
+    messages, outside the loss.
 
     Raises:
         ValueError: bad arguments, or no episode was kept (nothing is written then).
         FileExistsError: `out_dir` exists and `overwrite` is False.
+        ImportError: `datasets` is not installed.
     """
     out_dir = Path(out_dir)
     env_kwargs = dict(env_kwargs or {})
@@ -129,21 +133,31 @@ def export_sft(
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     if out_dir.exists() and not overwrite:
         raise FileExistsError(f"{out_dir} exists: choose another output folder or pass overwrite=True")
+    try:
+        import datasets  # noqa: F401
+    except ImportError as error:
+        raise ImportError("the SFT export writes a Hugging Face dataset: pip install 'pyvision-env[train]'") from error
     policy = make_agent(agent, agent_options)
-    rows, counts, errors = _collect(env_id, policy, episodes, seed, num_envs, env_kwargs,
-                                    only_correct, observation_role)
-    stats = ExportStats(out_dir, episodes, len(rows), errors=tuple(errors[:10]), **counts)
-    if not rows:
-        raise ValueError(f"no episode of {agent!r} on {env_id} was kept, nothing written: {stats}")
-    manifest = {"env_id": env_id, "agent": agent, "seed": seed, "only_correct": only_correct,
-                "observation_role": observation_role, "env_kwargs": env_kwargs,
-                **{k: v for k, v in asdict(stats).items() if k != "path"}}
-    _write_dataset(rows, out_dir, manifest)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.with_name(f".{out_dir.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        shards = _Shards(tmp / "shards")
+        counts, errors = _collect(env_id, policy, episodes, seed, num_envs, env_kwargs, only_correct,
+                                  observation_role, shards.add)
+        stats = ExportStats(out_dir, episodes, shards.rows, errors=tuple(errors[:10]), **counts)
+        if not shards.rows:
+            raise ValueError(f"no episode of {agent!r} on {env_id} was kept, nothing written: {stats}")
+        manifest = {"env_id": env_id, "agent": agent, "seed": seed, "only_correct": only_correct,
+                    "observation_role": observation_role, "env_kwargs": env_kwargs,
+                    **{k: v for k, v in asdict(stats).items() if k != "path"}}
+        _publish(shards, tmp / "dataset", out_dir, manifest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return stats
 
 
-def _collect(env_id, policy, episodes, seed, num_envs, env_kwargs, only_correct, observation_role):
-    rows: list[dict[str, Any]] = []
+def _collect(env_id, policy, episodes, seed, num_envs, env_kwargs, only_correct, observation_role, keep):
+    """Run the episodes, pass each kept row to `keep`; return the skip counts and error messages."""
     counts = {"skipped_incorrect": 0, "skipped_failed": 0, "skipped_bad": 0}
     errors: list[str] = []
     seen = 0
@@ -159,37 +173,53 @@ def _collect(env_id, policy, episodes, seed, num_envs, env_kwargs, only_correct,
                 counts["skipped_incorrect"] += 1
             else:
                 try:
-                    rows.append(episode_row(record, observation_role))
+                    row = episode_row(record, observation_role)
                 except ValueError as error:
                     counts["skipped_bad"] += 1
                     errors.append(f"episode {record.episode}: {error}")
+                    continue
+                keep(row)
     except Exception as error:  # an agent (or env factory) that raises: keep what was collected
         counts["skipped_failed"] += episodes - seen
         errors.append("run stopped: " + "".join(traceback.format_exception_only(type(error), error)).strip())
-    return rows, counts, errors
+    return counts, errors
 
 
-def _write_dataset(rows: Sequence[dict[str, Any]], out_dir: Path, manifest: dict[str, Any]) -> None:
-    try:
+class _Shards:
+    """Rows saved to disk in shards of `SHARD_ROWS` as they come."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.pending, self.paths, self.rows = folder, [], [], 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.pending.append(row)
+        self.rows += 1
+        if len(self.pending) >= SHARD_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
         from datasets import Dataset
-    except ImportError as error:
-        raise ImportError("the SFT export writes a Hugging Face dataset: pip install 'pyvision-env[train]'") from error
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f".{out_dir.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        Dataset.from_list(list(rows), features=_features()).save_to_disk(str(tmp))
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out_dir.rename(old)
-            tmp.rename(out_dir)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+        if self.pending:
+            path = self.folder / f"{len(self.paths):05d}"
+            Dataset.from_list(self.pending, features=_features()).save_to_disk(str(path))
+            self.paths.append(path)
+            self.pending = []
+
+
+def _publish(shards: _Shards, staged: Path, out_dir: Path, manifest: dict[str, Any]) -> None:
+    """Join the shards into one dataset folder at `staged`, then move it to `out_dir`."""
+    from datasets import concatenate_datasets, load_from_disk
+
+    shards.flush()
+    concatenate_datasets([load_from_disk(str(path)) for path in shards.paths]).save_to_disk(str(staged))
+    (staged / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    if out_dir.exists():  # overwrite: the old folder goes only once the new one is complete
+        old = staged.with_name("old")
+        out_dir.rename(old)
+        staged.rename(out_dir)
+    else:
+        staged.rename(out_dir)
 
 
 def _features():

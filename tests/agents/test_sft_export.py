@@ -50,19 +50,24 @@ def test_images_round_trip_exactly(tmp_path):
     image = np.random.default_rng(0).integers(0, 255, (9, 7, 3), dtype=np.uint8)
     record = _record([{"role": "user", "content": [{"type": "image", "image": 0}, {"type": "text", "text": "q"}]},
                       {"role": "assistant", "content": [{"type": "text", "text": "a"}]}], images=(image,))
-    sft_export._write_dataset([episode_row(record)], tmp_path / "d", {})
+    shards = sft_export._Shards(tmp_path / "shards")
+    shards.add(episode_row(record))
+    sft_export._publish(shards, tmp_path / "staged", tmp_path / "d", {})
     row = load_from_disk(str(tmp_path / "d"))[0]
     assert np.array_equal(np.asarray(row["images"][0]), image)
     assert row["messages"][0]["content"][0]["type"] == "image"
 
 
-def test_incorrect_episodes_are_left_out_unless_asked(tmp_path):
+def test_incorrect_episodes_are_left_out_unless_asked(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="no episode"):
         export_sft(ENV, tmp_path / "none", agent="no-tool", episodes=2, env_kwargs=EASY)
     assert list(tmp_path.iterdir()) == []  # nothing written, no temporary folder left
-    stats = export_sft(ENV, tmp_path / "all", agent="no-tool", episodes=2, env_kwargs=EASY, only_correct=False)
+    monkeypatch.setattr(sft_export, "SHARD_ROWS", 2)  # rows reach disk in shards, joined at the end
+    stats = export_sft(ENV, tmp_path / "all", agent="no-tool", episodes=5, env_kwargs=EASY, only_correct=False)
     rows = load_from_disk(str(stats.path))
-    assert stats.written == 2 and not any(rows["correct"])
+    assert (stats.written, stats.skipped_incorrect) == (5, 0) and not all(rows["correct"])
+    assert sorted(rows["episode"]) == [0, 1, 2, 3, 4]
+    assert [p.name for p in tmp_path.iterdir()] == ["all"]
 
 
 class FlakyAgent(SolverAgent):
