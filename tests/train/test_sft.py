@@ -133,3 +133,18 @@ def test_a_template_without_generation_markers_is_refused_with_the_fix(tiny_mode
 def test_a_folder_that_is_not_an_export_is_refused(tiny_model, tmp_path):
     with pytest.raises(FileNotFoundError, match="export-sft"):
         train_sft(tiny_model, tmp_path, tmp_path / "out")
+
+
+def test_a_killed_sft_run_resumes_from_its_last_checkpoint(tiny_model, dataset_dir, tmp_path):
+    settings = {"batch_size": 2,
+                "trainer_args": {"disable_tqdm": True, "save_strategy": "steps", "save_steps": 2}}
+    out = train_sft(tiny_model, dataset_dir, tmp_path / "sft", max_steps=2, learning_rate=1e-3, **settings)
+    first = json.loads((out / DONE_FILE).read_text())["losses"]
+    (out / DONE_FILE).unlink()  # as if killed after checkpoint-2, before the stage finished
+    assert (out / "checkpoint-2").is_dir()
+    # A different learning rate would change step 2's loss if the run started over.
+    train_sft(tiny_model, dataset_dir, out, max_steps=4, learning_rate=2e-2, **settings)
+    done = json.loads((out / DONE_FILE).read_text())
+    assert done["steps"] == 4 and len(done["losses"]) == 4 and done["losses"][:2] == first
+    state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4
