@@ -1,4 +1,4 @@
-"""SFT export: an agent's episodes on any registered env, written as a chat dataset with images for TRL's `SFTTrainer`."""
+"""SFT export: an agent's episodes on any registered env as a chat dataset with images for TRL's `SFTTrainer`."""
 
 from __future__ import annotations
 

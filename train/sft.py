@@ -147,11 +147,12 @@ def train_sft(
     truncated (a cut would split image tokens from their features). `trainer_args` go to
     `trl.SFTConfig` as they are (e.g. `gradient_accumulation_steps`, `save_steps`, `bf16`,
     `report_to`). On a machine without CUDA the run uses the CPU in float32. A folder with a
-    finished SFT stage (its `sft.json`) is returned as it is, so a restarted pipeline does not
-    train twice; a killed SFT run resumes from its last `checkpoint-*`.
+    finished SFT stage of the same model and dataset (its `sft.json`) is returned as it is, so a
+    restarted pipeline does not train twice; a killed SFT run resumes from its last `checkpoint-*`.
 
     Raises:
-        ValueError: bad settings, an empty dataset, or no usable chat template.
+        ValueError: bad settings, an empty dataset, no usable chat template, or `output_dir`
+            holding a finished SFT of another model or dataset.
     """
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -160,6 +161,10 @@ def train_sft(
 
     output = Path(output_dir)
     if (output / DONE_FILE).exists():
+        done = json.loads((output / DONE_FILE).read_text())
+        if (done["model_path"], done["dataset_dir"]) != (str(model_path), str(dataset_dir)):
+            raise ValueError(f"{output} holds a finished SFT of {done['model_path']} on {done['dataset_dir']}, "
+                             "not of this model and dataset: choose another output_dir")
         return output
     if not (epochs > 0 and learning_rate > 0 and batch_size >= 1):
         raise ValueError(f"epochs, learning_rate and batch_size must be positive, got {epochs}, "

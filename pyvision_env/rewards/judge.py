@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import http.client
 import json
 import os
 import re
@@ -200,8 +201,9 @@ class Judge:
                 problem = f"HTTP {error.code} from {url}"
                 if error.code not in _RETRY_STATUS:
                     break  # a bad key, model name or request does not get better by retrying
-            except (urllib.error.URLError, OSError) as error:  # refused, reset, timed out
-                problem = f"{url} unreachable: {getattr(error, 'reason', error)}"
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+                # refused, reset, cut off mid-reply, timed out
+                problem = f"{url} unreachable: {getattr(error, 'reason', None) or error!r}"
         raise JudgeError(f"{problem} after {attempt + 1} attempt(s) (judge model {config.model!r})")
 
 

@@ -46,7 +46,7 @@ def naive_verdict(user_text: str) -> str:
 
 class FakeJudge:
     """`/v1/chat/completions` answering with `naive_verdict`, or as `script(n)` says: (status, reply
-    text or None, delay)."""
+    text or None, delay); status 0 sends a reply cut off in the middle."""
 
     def __init__(self, script=None):
         self.requests: list[dict] = []
@@ -67,11 +67,11 @@ class FakeJudge:
                                    "choices": [{"index": 0, "finish_reason": "stop",
                                                 "message": {"role": "assistant", "content": text}}]}).encode()
                 try:
-                    self.send_response(status)
+                    self.send_response(status or 200)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
-                    self.wfile.write(data)
+                    self.wfile.write(data if status else data[: len(data) // 2])
                 except OSError:
                     pass  # the client gave up (timeout test)
 
@@ -265,6 +265,15 @@ def test_transient_errors_are_retried():
     finally:
         server.close()
     assert verdict.correct and len(server.requests) == 3
+
+
+def test_a_reply_cut_off_mid_body_is_a_judge_failure():
+    server = FakeJudge(lambda n: (0, "CORRECT", 0.0))
+    try:
+        verdict = Judge(server.config(retries=1)).judge(text_task(), "car")
+    finally:
+        server.close()
+    assert verdict.judge_error and "IncompleteRead" in verdict.judge_error and len(server.requests) == 2
 
 
 def test_a_bad_key_is_not_retried():

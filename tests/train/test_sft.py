@@ -118,6 +118,8 @@ def test_sft_steps_lower_the_loss_and_the_checkpoint_loads(tiny_model, dataset_d
     stamp = (out / DONE_FILE).stat().st_mtime_ns
     assert train_sft(tiny_model, dataset_dir, out, max_steps=4) == out  # finished: not trained again
     assert (out / DONE_FILE).stat().st_mtime_ns == stamp
+    with pytest.raises(ValueError, match="another output_dir"):
+        train_sft(tiny_model, tmp_path / "other-data", out)
 
 
 def test_a_template_without_generation_markers_is_refused_with_the_fix(tiny_model, tmp_path):
