@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import json
+import shutil
+import sys
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import gymnasium as gym
-from tqdm import tqdm
 
 import pyvision_env  # noqa: F401  (registers the env ids)
+from pyvision_agents.manifest import MANIFEST_FILE, RunManifest, open_run
 from pyvision_agents.plots import ACCURACY_PLOT, CODE_CELLS_PLOT, plot_accuracy_vs_visual_tokens, plot_code_cells
-from pyvision_agents.registry import AGENTS, agent_name, make_agent
-from pyvision_agents.results import ResultsFile, write_text_atomic
+from pyvision_agents.registry import AGENTS, agent_name, check_agent, make_agent
+from pyvision_agents.results import (
+    IMAGES_DIR,
+    RESULTS_FILE,
+    ResultsFile,
+    episode_key,
+    latest_records,
+    write_text_atomic,
+)
 from pyvision_agents.runner import run_episodes
 from pyvision_agents.summary import UNSCORED, Summary, format_table, leaderboard, summarize
-from pyvision_agents.viewer import write_viewer
+from pyvision_agents.viewer import VIEWER_FILE, write_viewer
 
 SUMMARY_FILE = "summary.json"
 LEADERBOARD_FILE = "leaderboard.txt"
+REPORT_FILES = (SUMMARY_FILE, LEADERBOARD_FILE, ACCURACY_PLOT, CODE_CELLS_PLOT, VIEWER_FILE)
 DEFAULT_MAX_IMAGES = 32  # PyVisionEnv's default image budget
 
 
@@ -33,6 +46,7 @@ def bench(
     num_envs: int = 1,
     env_kwargs: Mapping[str, Any] | None = None,
     agent_options: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
     progress: bool = True,
     plots: bool = True,
     viewer: bool = True,
@@ -40,18 +54,33 @@ def bench(
 ) -> list[Summary]:
     """Run every agent on every env for `episodes` episodes (seeds `seed`, `seed+1`, ...).
 
-    Each episode's record goes to `out_dir/episodes.jsonl` as it finishes; a rerun with the same
-    arguments skips the episodes already there (a model is loaded only if it has episodes left).
+    Each episode's record goes to `out_dir/episodes.jsonl` as it finishes, and `out_dir/run.json`
+    says what the run is (see `pyvision_agents.manifest.RunManifest`). A rerun of the same run
+    (or of the same run with more episodes, envs or agents) skips the episodes already recorded,
+    says how many on stderr, and plays again those that ended in an infrastructure error
+    (`UNSCORED`; the new record supersedes the old, which stays in the file). A model is loaded
+    only if it has episodes left. A rerun with other settings raises `RunMismatch` naming what
+    differs, unless `overwrite`, which first deletes the earlier run's files.
     Then `summary.json` and `leaderboard.txt`, the plots (`accuracy_vs_visual_tokens.png`,
-    `code_cells_per_episode.png`) and `viewer.html` are (re)written from all the records.
-    `agent_options` go to every model agent (see `pyvision_agents.registry.make_agent`); a `vllm` agent
-    gets the envs' image budget as `max_images` unless given one. Returns the summaries in
-    leaderboard order.
+    `code_cells_per_episode.png`) and `viewer.html` are (re)written from the records asked for.
+    `agent_options` go to every model agent (see `pyvision_agents.registry.make_agent`); a `vllm`
+    agent gets the envs' image budget as `max_images` unless given one. Bad arguments raise
+    before anything is written (see `check_args`). Returns the summaries in leaderboard order.
     """
-    names = check_args(env_ids, agent_specs, episodes, agent_options)
+    names = check_args(env_ids, agent_specs, episodes, env_kwargs, agent_options)
     env_kwargs = dict(env_kwargs or {})
+    options = {spec: _options_for(spec, agent_options, env_ids, env_kwargs) for spec in agent_specs}
+    manifest = RunManifest.describe(
+        seed=seed, episodes=episodes, env_options={env_id: env_kwargs for env_id in env_ids},
+        agents={names[spec]: (spec, options[spec]) for spec in agent_specs},
+    )
+    if overwrite:
+        clear_run(out_dir)
+    open_run(out_dir, manifest)
     results = ResultsFile(out_dir, save_images=save_images)
-    done = results.done()
+    wanted = {(env_id, names[spec], i) for spec in agent_specs for env_id in env_ids for i in range(episodes)}
+    done = {episode_key(r) for r in latest_records(results.records) if r["end_reason"] not in UNSCORED}
+    _say_resumed(out_dir, done & wanted, {episode_key(r) for r in results.records} & wanted - done)
     for spec in agent_specs:
         todo = {
             env_id: [(i, seed + i) for i in range(episodes) if (env_id, names[spec], i) not in done]
@@ -59,22 +88,52 @@ def bench(
         }
         if not any(todo.values()):
             continue
-        agent = make_agent(spec, _options_for(spec, agent_options, env_ids, env_kwargs))
+        agent = make_agent(spec, options[spec])
         for env_id in env_ids:
             _run_pair(env_id, agent, todo[env_id], results, num_envs, env_kwargs, progress)
-    summaries = leaderboard(summarize(results.records, e, names[a]) for a in agent_specs for e in env_ids)
-    write_reports(out_dir, summaries, results.records, plots=plots, viewer=viewer)
+    records = [r for r in latest_records(results.records) if episode_key(r) in wanted]
+    summaries = leaderboard(summarize(records, e, names[a]) for a in agent_specs for e in env_ids)
+    write_reports(out_dir, summaries, records, plots=plots, viewer=viewer)
     return summaries
 
 
+class BadArguments(ValueError):
+    """Arguments the benchmark cannot run with; the message says what is wrong and the fix."""
+
+
 def check_args(env_ids: Sequence[str], agent_specs: Sequence[str], episodes: int,
+               env_kwargs: Mapping[str, Any] | None = None,
                agent_options: Mapping[str, Any] | None = None) -> dict[str, str]:
-    """Fail fast on bad arguments (unknown env ids or agents); return each spec's agent name."""
-    if episodes < 0:
-        raise ValueError(f"episodes must be >= 0, got {episodes}")
-    for env_id in env_ids:
-        gym.spec(env_id)  # raises with Gymnasium's closest-name suggestion
-    return {spec: agent_name(spec, agent_options) for spec in agent_specs}
+    """Fail fast, with a message that says the fix, on bad arguments; return each spec's agent name.
+
+    Checks: at least one episode; known env ids (with Gymnasium's closest-name suggestion); env
+    options each env takes and values it accepts (one env of each id is built and closed, so a
+    bad data file fails here); known agents with distinct names and options their backend takes.
+    Raises `BadArguments`.
+    """
+    if episodes < 1:
+        raise BadArguments(f"--episodes must be at least 1, got {episodes}")
+    try:
+        for env_id in env_ids:
+            _check_env(env_id, dict(env_kwargs or {}))
+        for spec in agent_specs:
+            check_agent(spec, _options_for(spec, agent_options, env_ids, dict(env_kwargs or {})))
+        names = {spec: agent_name(spec, agent_options) for spec in agent_specs}
+    except (ValueError, TypeError, gym.error.Error) as error:
+        raise BadArguments(str(error)) from None
+    repeated = [name for name, count in Counter(names[spec] for spec in agent_specs).items() if count > 1]
+    if repeated:
+        raise BadArguments(f"two agents would both be named {repeated[0]!r} in the results: "
+                           f"give each agent once, and no shared name= option")
+    return names
+
+
+def clear_run(out_dir: str | Path) -> None:
+    """Delete a run's files from `out_dir`: records, images, manifest, reports (nothing else)."""
+    out_dir = Path(out_dir)
+    for name in (RESULTS_FILE, MANIFEST_FILE, *REPORT_FILES):
+        (out_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(out_dir / IMAGES_DIR, ignore_errors=True)
 
 
 def write_reports(out_dir: str | Path, summaries: Sequence[Summary], records: Sequence[dict[str, Any]],
@@ -101,14 +160,45 @@ def _options_for(spec, agent_options, env_ids, env_kwargs) -> dict[str, Any]:
     return options
 
 
+def _check_env(env_id: str, env_kwargs: dict[str, Any]) -> None:
+    spec = gym.spec(env_id)  # raises with Gymnasium's closest-name suggestion
+    accepted = _env_options(spec)
+    for key in env_kwargs:
+        if accepted is not None and key not in accepted:
+            close = difflib.get_close_matches(key, accepted, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise BadArguments(f"{env_id} has no option {key!r}.{hint} Its options: {', '.join(accepted)}")
+    try:
+        gym.make(env_id, **env_kwargs).close()
+    except (TypeError, ValueError) as error:  # Gymnasium re-raises the env's error with the kwargs
+        cause = error.__cause__ if type(error.__cause__) is type(error) else error
+        given = ", ".join(f"{k}={v!r}" for k, v in env_kwargs.items()) or "no options"
+        raise BadArguments(f"{env_id} rejects {given}: {cause}") from None
+
+
+def _env_options(spec: gym.envs.registration.EnvSpec) -> list[str] | None:
+    """The keyword arguments an env id's class takes (None: any)."""
+    creator = spec.entry_point
+    if isinstance(creator, str):
+        creator = gym.envs.registration.load_env_creator(creator)
+    parameters = inspect.signature(creator).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def _say_resumed(out_dir, skipped: set, retried: set) -> None:
+    if skipped or retried:
+        print(f"resuming {out_dir}: skipping {len(skipped)} episode(s) already recorded, "
+              f"playing {len(retried)} that ended in an error again", file=sys.stderr)
+
+
 def _run_pair(env_id, agent, todo, results, num_envs, env_kwargs, progress) -> None:
     if not todo:
         return
-    bar = tqdm(total=len(todo), desc=f"{agent.name} on {env_id}", disable=not progress,
-               unit="ep", dynamic_ncols=True)
     correct = scored = errors = 0
     make_env = lambda: gym.make(env_id, **env_kwargs)  # noqa: E731
-    with bar:
+    with _progress_bar(len(todo), f"{agent.name} on {env_id}", progress) as bar:
         for record in run_episodes(make_env, agent, todo, env_id=env_id, num_envs=num_envs):
             results.append(record)
             if record.end_reason in UNSCORED:
@@ -119,3 +209,29 @@ def _run_pair(env_id, agent, todo, results, num_envs, env_kwargs, progress) -> N
             accuracy = f"{correct / scored:.1%}" if scored else "-"
             bar.set_postfix(acc=accuracy, errors=errors, refresh=False)
             bar.update()
+
+
+def _progress_bar(total: int, description: str, progress: bool):
+    """A tqdm bar; none when `progress` is off or tqdm is not installed (the model-agent extras
+    bring it; scripted baselines finish in seconds)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        tqdm = None
+    if tqdm is None or not progress:
+        return _NoBar()
+    return tqdm(total=total, desc=description, unit="ep", dynamic_ncols=True)
+
+
+class _NoBar:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return None
+
+    def set_postfix(self, **values):
+        pass
+
+    def update(self, n: int = 1):
+        pass

@@ -6,9 +6,8 @@ import base64
 import io
 import json
 import re
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 
@@ -113,17 +112,20 @@ def _tool_call_message(text: str, call_id: str) -> dict[str, Any]:
 
 
 def openai_messages(
-    messages: Sequence[dict[str, Any]], observation_role: str = "observation"
+    messages: Sequence[dict[str, Any]], observation_role: str = "observation",
+    image_url: Callable[[np.ndarray], str] | None = None,
 ) -> list[dict[str, Any]]:
-    """OpenAI chat format: images as PNG data URLs; `tool` messages as text, their images after.
+    """OpenAI chat format: images as URLs (`image_url(array)`, default `data_url`); `tool`
+    messages as text, their images after.
 
     `observation_role` renames the env's `observation` role (hosted APIs accept only the standard
     roles: use "user" there; vLLM and SGLang servers pass any role to the chat template).
     """
+    image_url = image_url or data_url
     out: list[dict[str, Any]] = []
     for message in messages:
         role = observation_role if message["role"] == "observation" else message["role"]
-        parts = [_openai_part(part) for part in message["content"]]
+        parts = [_openai_part(part, image_url) for part in message["content"]]
         if role == "tool":
             texts = [p["text"] for p in parts if p["type"] == "text"]
             images = [p for p in parts if p["type"] != "text"]
@@ -165,32 +167,19 @@ def hf_messages(messages: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]
     return out, images
 
 
-def _openai_part(part: dict[str, Any]) -> dict[str, Any]:
+def _openai_part(part: dict[str, Any], image_url: Callable[[np.ndarray], str]) -> dict[str, Any]:
     if part["type"] == "image":
-        return {"type": "image_url", "image_url": {"url": data_url(part["image"])}}
+        return {"type": "image_url", "image_url": {"url": image_url(part["image"])}}
     return {"type": "text", "text": part["text"]}
 
 
-_URL_CACHE: OrderedDict[int, tuple[np.ndarray, str]] = OrderedDict()
-_URL_CACHE_SIZE = 256
-
-
 def data_url(image: np.ndarray) -> str:
-    """`data:image/png;base64,...` for an RGB uint8 array (cached: prompt images recur every turn)."""
-    key = id(image)
-    hit = _URL_CACHE.get(key)
-    if hit is not None and hit[0] is image:
-        _URL_CACHE.move_to_end(key)
-        return hit[1]
+    """`data:image/png;base64,...` for an RGB uint8 array."""
     from PIL import Image
 
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="PNG")
-    url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-    _URL_CACHE[key] = (image, url)
-    if len(_URL_CACHE) > _URL_CACHE_SIZE:
-        _URL_CACHE.popitem(last=False)
-    return url
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 # ---------------------------------------------------------------------- model -> env action

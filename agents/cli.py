@@ -20,11 +20,10 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    try:
-        from pyvision_agents.bench import bench, check_args, format_table
-    except ImportError as error:  # agents/ is part of this distribution; say what is missing
-        print(f"pyvision-env bench needs the agents package: {error}", file=sys.stderr)
-        return 2
+    """Run the benchmark; 2 for bad arguments (one line, no traceback), 1 when a group only errored."""
+    from pyvision_agents.bench import BadArguments, bench, format_table
+    from pyvision_agents.manifest import RunMismatch
+
     env_kwargs = dict(args.env_opt)
     if args.difficulty:
         env_kwargs["difficulty"] = args.difficulty
@@ -36,24 +35,25 @@ def _bench(args: argparse.Namespace) -> int:
     if args.api_key:
         agent_options["api_key"] = args.api_key
     try:
-        check_args(args.env, args.agent, args.episodes, agent_options)
-    except (ValueError, gym_errors()) as error:  # unknown env id or agent: say so, no traceback
-        print(f"pyvision-env bench: {error}", file=sys.stderr)
-        return 2
-    try:
         summaries = bench(
             args.env, args.agent, args.episodes, args.out, seed=args.seed, num_envs=args.num_envs,
-            env_kwargs=env_kwargs, agent_options=agent_options, progress=not args.no_progress,
-            plots=not args.no_plots, viewer=not args.no_viewer, save_images=not args.no_images,
+            env_kwargs=env_kwargs, agent_options=agent_options, overwrite=args.overwrite,
+            progress=not args.no_progress, plots=not args.no_plots, viewer=not args.no_viewer,
+            save_images=not args.no_images,
         )
-    except ImportError as error:  # a model backend whose extra is not installed: the pip line
-        print(f"pyvision-env bench: {error}", file=sys.stderr)
+    except (BadArguments, RunMismatch, ImportError) as error:
+        # bad arguments, another run in --out, a model backend whose extra is missing (the pip line)
+        print(f"pyvision-env bench: {_one_line(error)}", file=sys.stderr)
         return 2
     print(format_table(summaries))
     print(f"\nper-episode records: {args.out}/episodes.jsonl")
     if not args.no_viewer:
         print(f"trajectories: {args.out}/viewer.html  (pyvision-env view {args.out} rebuilds it)")
-    return 0
+    failed = [s for s in summaries if s.failed]
+    for summary in failed:
+        print(f"pyvision-env bench: every episode of {summary.agent} on {summary.env_id} failed "
+              f"({summary.errors} errors); most common: {summary.top_error}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _view(args: argparse.Namespace) -> int:
@@ -69,6 +69,8 @@ def _view(args: argparse.Namespace) -> int:
 
 
 def _export_sft(args: argparse.Namespace) -> int:
+    from gymnasium.error import Error as GymError
+
     from pyvision_agents.sft_export import export_sft
 
     env_kwargs = dict(args.env_opt)
@@ -83,8 +85,8 @@ def _export_sft(args: argparse.Namespace) -> int:
             only_correct=not args.all_episodes, observation_role=args.observation_role,
             overwrite=args.overwrite,
         )
-    except (ValueError, TypeError, ImportError, FileExistsError, gym_errors()) as error:
-        print(f"pyvision-env export-sft: {error}", file=sys.stderr)
+    except (ValueError, TypeError, ImportError, FileExistsError, GymError) as error:
+        print(f"pyvision-env export-sft: {_one_line(error)}", file=sys.stderr)
         return 2
     print(f"{stats.written} of {stats.episodes} episodes written to {stats.path} "
           f"(skipped: {stats.skipped_incorrect} incorrect, {stats.skipped_failed} failed, "
@@ -94,11 +96,8 @@ def _export_sft(args: argparse.Namespace) -> int:
     return 0
 
 
-def gym_errors() -> type[Exception]:
-    """Gymnasium's error for an unknown env id (it suggests the closest registered name)."""
-    from gymnasium.error import Error
-
-    return Error
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
 
 
 def _key_value(text: str) -> tuple[str, Any]:
@@ -112,12 +111,25 @@ def _key_value(text: str) -> tuple[str, Any]:
         return key, value
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except the empty ones (None, a flag's False, [])."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.default == []:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyvision-env", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="registered env ids with a one-line description")
     bench = commands.add_parser(
-        "bench", help="run agents on envs: leaderboard, plots, trajectory viewer (resumable)"
+        "bench", help="run agents on envs: leaderboard, plots, trajectory viewer (resumable)",
+        description="Run agents on envs. A rerun into the same --out resumes the same run (more "
+                    "--episodes, envs or agents may be added; episodes that errored are played "
+                    "again); other settings stop with what differs.",
+        formatter_class=_HelpFormatter,
     )
     bench.add_argument("--env", nargs="+", default=["PyVisionImage-v0"], help="env ids")
     bench.add_argument(
@@ -126,11 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--episodes", type=int, default=20, help="episodes per (env, agent)")
     bench.add_argument("--out", default="runs/bench", help="output folder (resumable)")
+    bench.add_argument("--overwrite", action="store_true",
+                       help="delete the run already in --out (records, images, reports) and start anew")
     bench.add_argument("--seed", type=int, default=0, help="seed of episode 0; episode i uses seed+i")
     bench.add_argument("--num-envs", type=int, default=1,
                        help="envs run side by side (one batched model call per turn)")
     bench.add_argument("--difficulty", choices=("easy", "medium", "hard"), default=None,
-                       help="built-in task difficulty")
+                       help="built-in task difficulty (default: the env's own)")
     bench.add_argument("--data-path", default=None, help="a PyVision data file instead of built-ins")
     bench.add_argument("--env-opt", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
                        help="an env keyword argument, e.g. max_turns=10 or chat_form=inline (repeatable)")
@@ -139,11 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "max_concurrency=32, device=cpu (repeatable)")
     bench.add_argument("--base-url", default=None, help="openai agents: the server's /v1 URL")
     bench.add_argument("--api-key", default=None, help="openai agents: the API key")
-    bench.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bench.add_argument("--no-progress", action="store_true", help="no progress bar (the bar needs tqdm)")
     bench.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     bench.add_argument("--no-viewer", action="store_true", help="skip viewer.html")
     bench.add_argument("--no-images", action="store_true", help="do not store episode images")
-    view = commands.add_parser("view", help="write the HTML trajectory viewer of a bench folder")
+    view = commands.add_parser("view", help="write the HTML trajectory viewer of a bench folder",
+                               formatter_class=_HelpFormatter)
     view.add_argument("dir", help="a folder written by `pyvision-env bench`")
     view.add_argument("--output", default=None, help="where to write it (default DIR/viewer.html)")
     sft = commands.add_parser(

@@ -72,10 +72,10 @@ class ModelAgent:
         return [self._generate_isolated([c])[0] for c in conversations]
 
 
-AGENTS_EXTRA = "pip install 'pyvision-env[agents]'"
+HF_EXTRA = "pip install 'pyvision-env[hf]'"
 
 
-def require(module: str, install: str = AGENTS_EXTRA) -> Any:
+def require(module: str, install: str = HF_EXTRA) -> Any:
     """Import an optional heavy dependency, or fail with the pip line that installs it."""
     try:
         return importlib.import_module(module)

@@ -53,6 +53,12 @@ def _check_spec(spec: str) -> None:
         raise ValueError(f"agent spec {spec!r} names no model: write {backend}:<model name or path>")
 
 
+def check_agent(spec: str, options: Mapping[str, Any] | None = None) -> None:
+    """Raise ValueError or TypeError, saying the fix, if `make_agent(spec, options)` would fail on
+    its arguments; builds nothing (only the backend's module is imported, not its heavy deps)."""
+    _split(spec, options)
+
+
 def make_agent(spec: str, options: Mapping[str, Any] | None = None) -> Agent:
     """Build an agent from its spec.
 
@@ -65,10 +71,18 @@ def make_agent(spec: str, options: Mapping[str, Any] | None = None) -> Agent:
     >>> make_agent("solver").name
     'solver'
     """
+    factory, model, generation, options = _split(spec, options)
+    if factory is None:
+        return AGENTS[spec]()
+    return factory(model, generation=generation, **options)
+
+
+def _split(spec: str, options: Mapping[str, Any] | None):
+    """(backend class, model, GenerationConfig, other options), checked; (None, ...) for a baseline."""
     _check_spec(spec)
     options = dict(options or {})
     if spec in AGENTS:
-        return AGENTS[spec]()
+        return None, spec, None, {}
     backend, _, model = spec.partition(":")
     generation = GenerationConfig(**{k: options.pop(k) for k in list(options) if k in _GENERATION_FIELDS})
     options.setdefault("name", spec)
@@ -78,4 +92,4 @@ def make_agent(spec: str, options: Mapping[str, Any] | None = None) -> Agent:
         inspect.signature(factory).bind(model, generation=generation, **options)
     except TypeError as error:
         raise TypeError(f"bad option for agent {spec!r}: {error}") from None
-    return factory(model, generation=generation, **options)
+    return factory, model, generation, options

@@ -8,7 +8,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -23,6 +23,14 @@ def episode_key(record: dict[str, Any]) -> tuple[str, str, int]:
     return (record["env_id"], record["agent"], int(record["episode"]))
 
 
+def latest_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each episode's last record (a retried episode supersedes its failed record), in first-seen order."""
+    latest: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for record in records:
+        latest[episode_key(record)] = record
+    return list(latest.values())
+
+
 class ResultsFile:
     """Episode records, one JSON object per line, with each episode's images as PNG files.
 
@@ -31,7 +39,8 @@ class ResultsFile:
     fsynced; so a run killed at any point leaves every finished episode on disk, complete. A torn
     last line (killed mid-write) is cut off when the file is opened again, so the rerun redoes
     only that episode (rewriting its images). A record's `image_files` lists its images, relative
-    to the output folder, in transcript order.
+    to the output folder, in transcript order. The file is only ever appended to: an episode
+    played again (after an infrastructure error) gets a new line, and its last line counts.
     """
 
     def __init__(self, out_dir: str | Path, *, save_images: bool = True):
@@ -40,10 +49,6 @@ class ResultsFile:
         self.save_images = save_images
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.records: list[dict[str, Any]] = list(self._read_and_repair())
-
-    def done(self) -> set[tuple[str, str, int]]:
-        """Keys of the episodes already recorded."""
-        return {episode_key(record) for record in self.records}
 
     def append(self, record: EpisodeRecord) -> None:
         """Write one finished episode (images, then the record line)."""
@@ -90,7 +95,7 @@ class ResultsFile:
 
 
 def read_records(out_dir: str | Path) -> list[dict[str, Any]]:
-    """The episode records of a benchmark folder (read-only: a torn last line is skipped)."""
+    """Every episode record line of a benchmark folder (read-only: a torn last line is skipped)."""
     path = Path(out_dir) / RESULTS_FILE
     if not path.exists():
         raise FileNotFoundError(f"no {RESULTS_FILE} in {out_dir}: run `pyvision-env bench --out {out_dir}` first")

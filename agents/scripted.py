@@ -11,7 +11,7 @@ import numpy as np
 
 from pyvision_agents.base import EpisodeContext
 from pyvision_env import info as keys
-from pyvision_env.tasks.task import Task
+from pyvision_env.tasks.task import TaskView
 
 _ANSWER_LINE = re.compile(r"ANSWER:\s*(.+)")
 UNKNOWN = "unknown"
@@ -34,17 +34,9 @@ def _family(name: str):
     return builtin_family(name)
 
 
-def redacted_task(reset_info: dict) -> Task:
-    """The task as the agent may know it: everything the env reports, never the answer."""
-    return Task(
-        id=reset_info[keys.TASK_ID],
-        question=reset_info[keys.QUESTION],
-        answer="",
-        answer_type=reset_info[keys.ANSWER_TYPE],
-        choices=tuple(reset_info[keys.CHOICES]),
-        source=reset_info[keys.TASK_SOURCE],
-        extra=reset_info[keys.TASK_EXTRA],
-    )
+def redacted_task(reset_info: dict) -> TaskView:
+    """The task as the agent may know it: everything the env reports at reset, never the answer."""
+    return TaskView.from_info(reset_info)
 
 
 class SolverAgent:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -19,7 +20,8 @@ class Summary:
     """Aggregate results of one agent on one env.
 
     Accuracy and the means are over the scored episodes (those not ended by an infrastructure
-    failure: ENV_ERROR, AGENT_ERROR, SANDBOX_FAILURE, JUDGE_FAILURE); `errors` counts the others.
+    failure: ENV_ERROR, AGENT_ERROR, SANDBOX_FAILURE, JUDGE_FAILURE); `errors` counts the others,
+    and `top_error` is the most common first line of their error messages (None without errors).
     `accuracy_low`/`accuracy_high` bound a 95% Wilson score interval.
     """
 
@@ -37,6 +39,12 @@ class Summary:
     mean_visual_tokens: float
     mean_wall_time: float
     end_reasons: dict[str, int]
+    top_error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        """True when every episode of the group ended in an infrastructure error."""
+        return self.errors > 0 and self.scored == 0
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -65,9 +73,8 @@ def summarize(records: Sequence[dict[str, Any]], env_id: str, agent: str) -> Sum
     def mean(field: str, among: Sequence[dict[str, Any]] = scored) -> float:
         return sum(float(r[field]) for r in among) / len(among) if among else 0.0
 
-    reasons: dict[str, int] = {}
-    for row in rows:
-        reasons[row["end_reason"]] = reasons.get(row["end_reason"], 0) + 1
+    reasons = Counter(row["end_reason"] for row in rows)
+    errors = Counter(_first_line(r.get("error")) or r["end_reason"] for r in rows if r["end_reason"] in UNSCORED)
     correct = sum(bool(r["correct"]) for r in scored)
     low, high = wilson_interval(correct, n)
     return Summary(
@@ -85,7 +92,13 @@ def summarize(records: Sequence[dict[str, Any]], env_id: str, agent: str) -> Sum
         mean_visual_tokens=mean("visual_tokens"),
         mean_wall_time=mean("wall_time", rows),
         end_reasons=dict(sorted(reasons.items())),
+        top_error=errors.most_common(1)[0][0] if errors else None,
     )
+
+
+def _first_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def leaderboard(summaries: Iterable[Summary]) -> list[Summary]:

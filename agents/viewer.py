@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import functools
 import html
-import io
+import os
 import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from pyvision_agents.results import read_records, write_text_atomic
+from pyvision_agents.results import latest_records, read_records, write_text_atomic
 
 VIEWER_FILE = "viewer.html"
-MAX_IMAGE_SIDE = 640  # images are embedded as PNG thumbnails no larger than this
 
 _CODE_RE = re.compile(r"(<code>.*?</code>)", re.DOTALL)
 
@@ -32,7 +29,7 @@ details.episode>summary{cursor:pointer;font-weight:600}
 pre{white-space:pre-wrap;word-break:break-word;margin:4px 0;font:12.5px/1.4 ui-monospace,monospace}
 pre.code{background:#0f172a;color:#e2e8f0;padding:8px;border-radius:4px}
 pre.output{background:#fff8eb;padding:6px;border-radius:4px}
-img.figure{max-width:100%;border:1px solid #ccd;margin:4px 0;display:block}
+img.figure{max-width:min(100%,640px);border:1px solid #ccd;margin:4px 0;display:block}
 .meta{color:#556;font-size:13px}
 .error{color:#b42318}
 """
@@ -75,25 +72,28 @@ init();
 def write_viewer(out_dir: str | Path, path: str | Path | None = None) -> Path:
     """Write the viewer for the records in `out_dir` (default `out_dir/viewer.html`); return its path.
 
-    The page needs nothing else: images are embedded as data URLs. Filters (outcome, end reason,
-    agent, env) can also be preset in the URL fragment, e.g. `viewer.html#outcome=incorrect`;
-    `open=all` expands every episode.
+    The page shows each episode's last record and links the run's images (stored once, under
+    `out_dir/images/`) by relative path: keep it next to that folder, or
+    move the two together. Filters (outcome, end reason, agent, env) can also be preset in the
+    URL fragment, e.g. `viewer.html#outcome=incorrect`; `open=all` expands every episode.
     """
     out_dir = Path(out_dir)
-    records = read_records(out_dir)
+    records = latest_records(read_records(out_dir))
     target = Path(path) if path is not None else out_dir / VIEWER_FILE
-    write_text_atomic(target, render_page(records, out_dir))
+    images = Path(os.path.relpath(out_dir.resolve(), target.resolve().parent))
+    write_text_atomic(target, render_page(records, out_dir, images))
     return target
 
 
-def render_page(records: Sequence[dict[str, Any]], out_dir: Path) -> str:
-    """The viewer's HTML for `records` (images read relative to `out_dir`)."""
+def render_page(records: Sequence[dict[str, Any]], out_dir: Path, images: Path = Path(".")) -> str:
+    """The viewer's HTML for `records` of `out_dir`; `images` is the folder the records' image
+    paths are relative to, as seen from where the page will be."""
     esc = html.escape
     reasons = sorted({r["end_reason"] for r in records})
     agents = list(dict.fromkeys(r["agent"] for r in records))
     envs = list(dict.fromkeys(r["env_id"] for r in records))
     correct = sum(bool(r["correct"]) for r in records)
-    episodes = "\n".join(_episode(record, out_dir) for record in records)
+    episodes = "\n".join(_episode(record, images) for record in records)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>pyvision-env trajectories: {esc(out_dir.name)}</title><style>{_STYLE}</style></head>
@@ -115,12 +115,12 @@ def _select(control: str, label: str, values: Sequence[str]) -> str:
             f"{options}</select></label>")
 
 
-def _episode(record: dict[str, Any], out_dir: Path) -> str:
+def _episode(record: dict[str, Any], images: Path) -> str:
     esc = html.escape
     outcome = "correct" if record["correct"] else "incorrect"
     mark = '<span class="ok">✓</span>' if record["correct"] else '<span class="bad">✗</span>'
     files = record.get("image_files", [])
-    turns = "\n".join(_message(message, files, out_dir) for message in record["transcript"])
+    turns = "\n".join(_message(message, files, images) for message in record["transcript"])
     error = f'<p class="error">error: {esc(record["error"])}</p>' if record.get("error") else ""
     return f"""<details class="episode" data-outcome="{outcome}" data-end-reason="{esc(record['end_reason'])}"
  data-agent="{esc(record['agent'])}" data-env="{esc(record['env_id'])}">
@@ -133,14 +133,15 @@ def _episode(record: dict[str, Any], out_dir: Path) -> str:
 </details>"""
 
 
-def _message(message: dict[str, Any], files: Sequence[str], out_dir: Path) -> str:
+def _message(message: dict[str, Any], files: Sequence[str], images: Path) -> str:
     role = message["role"]
     body = []
     for part in message["content"]:
         if part["type"] == "image":
             index = part["image"]
-            source = _image_source(out_dir / files[index]) if index < len(files) else ""
-            body.append(f'<img class="figure" alt="image {index}" src="{source}">')
+            if index < len(files):  # none when the run was made with --no-images
+                source = html.escape((images / files[index]).as_posix())
+                body.append(f'<img class="figure" alt="image {index}" src="{source}">')
         else:
             body.append(_text(part["text"], role))
     return (f'<div class="turn {html.escape(role)}"><div class="role">{html.escape(role)}</div>'
@@ -159,18 +160,3 @@ def _text(text: str, role: str) -> str:
         kind = "code" if piece.startswith("<code>") else "text"
         pieces.append(f'<pre class="{kind}">{html.escape(piece)}</pre>')
     return "".join(pieces)
-
-
-@functools.lru_cache(maxsize=1024)
-def _image_source(path: Path) -> str:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            image.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
-            buffer = io.BytesIO()
-            image.save(buffer, format="PNG")
-    except OSError:
-        return ""
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README, .ci/run): the system pieces some tests use — a Docker
-# daemon with the sandbox image, headless Chromium — then a venv with the dev extra, then pytest.
+# daemon with the sandbox image, headless Chromium — then a venv with the dev extra, the docs
+# build (strict: a broken link or docstring fails it), then pytest.
 # A system piece that cannot be installed is reported and its tests skip with that reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,4 +14,6 @@ if ! command -v chromium >/dev/null; then
 fi
 python3 -m venv .venv
 .venv/bin/pip install -q -e ".[dev]"
+# the docs site into site/; never --quiet, which hides the warnings --strict fails on
+NO_MKDOCS_2_WARNING=1 .venv/bin/python -m mkdocs build --strict
 .venv/bin/python -m pytest -q "$@"

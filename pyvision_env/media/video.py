@@ -32,7 +32,15 @@ class VideoError(ValueError):
 
 @dataclass(frozen=True)
 class VideoMeta:
-    """What a prompt says about a video: frame size, length in frames, average fps."""
+    """What is known of a video without its frames (what a video prompt says about it).
+
+    Attributes:
+        width: frame width in pixels.
+        height: frame height in pixels.
+        num_frames: length of the video in frames.
+        fps: average frames per second.
+        duration: length in seconds.
+    """
 
     width: int
     height: int

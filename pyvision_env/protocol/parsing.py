@@ -62,6 +62,7 @@ def parse_turn(text: str) -> Turn:
     """Parse one assistant turn (PyVision's grammar).
 
     Rules:
+
     - Line endings are normalised (CRLF and CR become LF) before anything else.
     - Answer: the LAST complete `<answer>...</answer>` block, wherever it sits; it wins over code
       and ends the episode. Its value is the last `\\boxed{}` in it (None without one).
@@ -85,9 +86,10 @@ def extract_code(text: str) -> str | None:
     """Return the code cell of a turn, or None.
 
     The last `<code>` + fenced python block + `</code>` wins; without one, the last fenced python
-    block anywhere (one closed by a ``` line first, else PyVision's "up to the next ```" rule).
-    A fence counts when tagged ```python, ```python3 or ```py; a bare ``` fence does not, as in
-    PyVision's regexes. The body is dedented and stripped; a body of only whitespace is no code.
+    block anywhere (one closed by a `` ``` `` line first, else PyVision's "up to the next `` ``` ``"
+    rule). A fence counts when tagged `` ```python ``, `` ```python3 `` or `` ```py ``; a bare
+    `` ``` `` fence does not, as in PyVision's regexes. The body is dedented and stripped; a body
+    of only whitespace is no code.
     """
     text = _normalize_newlines(text)
     for pattern in (_CODE_TAG_RE, _FENCE_LINE_RE, _FENCE_ANY_RE):

@@ -1,4 +1,5 @@
-"""Instruction templates and the first user message of an episode."""
+"""Instruction templates and the first user message of an episode: template choice, frames
+shown up front, and the filled instruction."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from pyvision_env.media.episode import EpisodeMedia, Frame
+from pyvision_env.media.video import VideoMeta
 
 DEFAULT_PROMPT_TYPE = "image"
 
@@ -29,22 +33,84 @@ class ImageInfo:
 
 
 @dataclass(frozen=True)
-class VideoInfo:
-    """What the prompt says about one input video (no frames are given up front).
+class PromptBuilder:
+    """Builds an episode's first user message from its question and media.
 
     Attributes:
-        width: frame width in pixels.
-        height: frame height in pixels.
-        num_frames: length of the video in frames.
-        fps: average frames per second.
-        duration: length in seconds.
+        templates: instruction templates keyed by prompt type (`load_prompt_templates`).
+        prompt_type: the template every episode uses; None picks `default_prompt_type`'s.
+        image_in_prompt: show the images in the message, or give only their size.
     """
 
-    width: int
-    height: int
-    num_frames: int
-    fps: float
-    duration: float
+    templates: Mapping[str, str]
+    prompt_type: str | None = None
+    image_in_prompt: bool = True
+
+    @classmethod
+    def load(
+        cls, path: str | Path | None = None, prompt_type: str | None = None,
+        image_in_prompt: bool = True,
+    ) -> PromptBuilder:
+        """Load the templates at `path` (None: the shipped ones) and check `prompt_type`.
+
+        Raises:
+            ValueError: the file cannot be read, or has no template named `prompt_type`.
+        """
+        builder = cls(load_prompt_templates(path), prompt_type, image_in_prompt)
+        if prompt_type is not None:
+            builder.template(prompt_type)
+        return builder
+
+    def template(self, prompt_type: str) -> str:
+        """The template of that type; a ValueError naming the known types if there is none."""
+        try:
+            return self.templates[prompt_type]
+        except KeyError:
+            raise ValueError(
+                f"prompt_type {prompt_type!r} is not in the prompt templates; pass one of "
+                f"{sorted(self.templates)} (or a prompt_template file that has it)"
+            ) from None
+
+    def build(self, question: str, media: EpisodeMedia) -> list[dict[str, Any]]:
+        """The content parts: frames shown up front (if any), images, then the instruction.
+
+        The image parts hold `media`'s own arrays (the env loads fresh ones every reset).
+        """
+        prompt_type = self.prompt_type or default_prompt_type(
+            has_images=bool(media.images), has_videos=bool(media.videos),
+            image_in_prompt=self.image_in_prompt,
+        )
+        infos = [ImageInfo(width=a.shape[1], height=a.shape[0]) for a in media.images]
+        shown = list(media.images) if self.image_in_prompt else None
+        return frame_parts(media.frames) + build_prompt(
+            self.template(prompt_type), question, infos, shown, media.videos
+        )
+
+
+def default_prompt_type(*, has_images: bool, has_videos: bool, image_in_prompt: bool) -> str:
+    """"video" for a video-only task, else "image" or (images not shown) "image_no_hint"."""
+    if has_videos and not has_images:
+        return "video"
+    return "image" if image_in_prompt else "image_no_hint"
+
+
+def frame_parts(frames: Sequence[Frame]) -> list[dict[str, Any]]:
+    """Prompt parts for frames shown up front: each labelled with its index and time."""
+    if not frames:
+        return []
+    parts: list[dict[str, Any]] = [{
+        "type": "text",
+        "text": f"{len(frames)} frames sampled uniformly from video_clue_0 "
+                "(any other frame can be read by code):\n",
+    }]
+    for frame in frames:
+        parts += [
+            {"type": "text", "text": f"Frame {frame.index} (t={frame.seconds:.2f}s): "},
+            {"type": "image", "image": frame.image},
+            {"type": "text", "text": "\n"},
+        ]
+    parts.append({"type": "text", "text": "\n"})
+    return parts
 
 
 def load_prompt_templates(path: str | Path | None = None) -> dict[str, str]:
@@ -94,7 +160,7 @@ def fill_template(template: str, values: Mapping[str, str]) -> str:
 
 
 def prompt_values(
-    question: str, images: Sequence[ImageInfo], videos: Sequence[VideoInfo] = ()
+    question: str, images: Sequence[ImageInfo], videos: Sequence[VideoMeta] = ()
 ) -> dict[str, str]:
     """The placeholder values for a task.
 
@@ -123,7 +189,7 @@ def build_prompt(
     question: str,
     images: Sequence[ImageInfo],
     image_arrays: Sequence[np.ndarray] | None,
-    videos: Sequence[VideoInfo] = (),
+    videos: Sequence[VideoMeta] = (),
 ) -> list[dict[str, Any]]:
     """The content parts of the episode's first (and only) user message.
 
@@ -175,7 +241,7 @@ def _image_info(i: int, info: ImageInfo) -> str:
     )
 
 
-def _video_info(j: int, info: VideoInfo, *, with_duration: bool = False) -> str:
+def _video_info(j: int, info: VideoMeta, *, with_duration: bool = False) -> str:
     duration = f"Duration: {info.duration:.2f} seconds\n" if with_duration else ""
     return (
         f"Frame Width: {info.width}; Frame Height: {info.height};\n"

@@ -87,7 +87,7 @@ def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path):
     records = read_records(out)
     assert sorted(r["episode"] for r in records) == [0, 1, 2, 3, 4]
     assert summaries[0].episodes == 5
-    assert [r["task_id"] for r in records[:2]] == [json.loads(l)["task_id"] for l in lines[:2]]
+    assert [r["task_id"] for r in records[:2]] == [json.loads(line)["task_id"] for line in lines[:2]]
 
 
 class _Recorder:
@@ -171,3 +171,143 @@ def test_answer_turn_is_parsed_back():
     from pyvision_env.protocol import parse_turn
 
     assert parse_turn(answer_turn("12")).answer == "12"
+
+
+# ---------------------------------------------------------------- reruns, errors, arguments
+
+def run_cli(capsys, *args):
+    """`pyvision-env bench ARGS --no-progress`: (exit code, stdout, stderr)."""
+    code = main(["bench", *args, "--no-progress", "--no-plots", "--no-viewer"])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_a_rerun_with_other_settings_stops_and_says_what_differs(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert run_cli(capsys, "--agent", "no-tool", "--episodes", "3", "--out", out)[0] == 0
+    before = (tmp_path / "run" / RESULTS_FILE).read_bytes()
+    code, printed, err = run_cli(capsys, "--agent", "no-tool", "--episodes", "3", "--out", out,
+                                 "--seed", "7", "--difficulty", "hard")
+    assert code == 2 and printed == "" and len(err.strip().splitlines()) == 1
+    assert "--seed was 0, now 7" in err and "difficulty was None, now 'hard'" in err
+    assert "--overwrite" in err and "--out" in err
+    assert (tmp_path / "run" / RESULTS_FILE).read_bytes() == before  # nothing lost, nothing added
+    code, printed, err = run_cli(capsys, "--agent", "no-tool", "--episodes", "3", "--out", out,
+                                 "--seed", "7", "--difficulty", "hard", "--overwrite")
+    records = read_records(tmp_path / "run")
+    assert code == 0 and [r["seed"] for r in records] == [7, 8, 9]
+
+
+def test_a_changed_data_file_is_another_run(tmp_path, capsys):
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), "red").save(tmp_path / "red.png")
+    data = tmp_path / "tasks.jsonl"
+    row = {"id": 1, "question": "How many red squares?", "answer": "1", "image_path": str(tmp_path / "red.png")}
+    data.write_text(json.dumps(row) + "\n")
+    out = str(tmp_path / "run")
+    assert run_cli(capsys, "--agent", "no-tool", "--episodes", "1", "--out", out, "--data-path", str(data))[0] == 0
+    manifest = json.loads((tmp_path / "run" / "run.json").read_text())
+    identity = manifest["envs"]["PyVisionImage-v0"]["data_file"]
+    assert identity["path"] == str(data) and identity["size"] == data.stat().st_size
+    data.write_text(json.dumps({**row, "answer": "2"}) + "\n")  # same path, new content
+    code, _, err = run_cli(capsys, "--agent", "no-tool", "--episodes", "1", "--out", out, "--data-path", str(data))
+    assert code == 2 and f"data file {data} changed" in err
+
+
+def test_a_matching_rerun_skips_what_is_recorded_and_says_so(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert run_cli(capsys, "--agent", "no-tool", "solver", "--episodes", "2", "--out", out)[0] == 0
+    lines = (tmp_path / "run" / RESULTS_FILE).read_text().splitlines()
+    code, printed, err = run_cli(capsys, "--agent", "no-tool", "solver", "--episodes", "3", "--out", out,
+                                 "--api-key", "secret")  # more episodes; a run-only option differs
+    assert code == 0 and "skipping 4 episode(s) already recorded" in err
+    records = read_records(tmp_path / "run")
+    assert [json.dumps(r) for r in records[:4]] == lines  # kept as they were
+    assert sorted((r["agent"], r["episode"]) for r in records[4:]) == [("no-tool", 2), ("solver", 2)]
+    assert "secret" not in (tmp_path / "run" / "run.json").read_text()
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["episodes"] == 3
+    code, printed, err = run_cli(capsys, "--agent", "solver", "--episodes", "3", "--out", out)
+    assert code == 0 and "skipping 3 episode(s)" in err and len(read_records(tmp_path / "run")) == 6
+    assert "solver" in printed and "no-tool" not in printed  # the table shows what was asked
+
+
+def test_errored_episodes_are_played_again_on_resume(tmp_path, capsys):
+    from PIL import Image
+
+    image = tmp_path / "clue.png"
+    image.write_bytes(b"not a PNG yet")  # broken media: every reset fails
+    data = tmp_path / "tasks.jsonl"
+    data.write_text(json.dumps({"id": 1, "question": "How many?", "answer": "3",
+                                "image_path": str(image)}) + "\n")
+    args = ("--agent", "no-tool", "--episodes", "2", "--out", str(tmp_path / "run"), "--data-path", str(data))
+    code, _, err = run_cli(capsys, *args)
+    assert code == 1 and "cannot read image" in err
+    failed = read_records(tmp_path / "run")
+    assert [r["end_reason"] for r in failed] == [ENV_ERROR, ENV_ERROR]
+    Image.new("RGB", (32, 32), "blue").save(image)  # the user fixes the media and runs again
+    code, _, err = run_cli(capsys, *args)
+    assert code == 0 and "skipping 0 episode(s) already recorded, playing 2 that ended in an error again" in err
+    records = read_records(tmp_path / "run")
+    assert records[:2] == failed and [r["end_reason"] for r in records[2:]] == ["DONE", "DONE"]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())[0]
+    assert summary["episodes"] == 2 and summary["errors"] == 0  # the new records supersede the old
+
+
+def test_a_group_with_only_errors_fails_the_command_and_names_the_error(tmp_path, capsys):
+    image = tmp_path / "clue.png"
+    image.write_bytes(b"truncated")
+    data = tmp_path / "tasks.jsonl"
+    data.write_text(json.dumps({"id": 1, "question": "How many?", "answer": "3", "image_path": str(image)}) + "\n")
+    code, printed, err = run_cli(capsys, "--agent", "no-tool", "solver", "--episodes", "3",
+                                 "--out", str(tmp_path / "run"), "--data-path", str(data))
+    assert code == 1 and "no-tool" in printed  # the table and files are still written
+    failures = [line for line in err.splitlines() if "every episode of" in line]
+    assert len(failures) == 2 and "(3 errors)" in failures[0]
+    assert f"most common: ValueError: cannot read image {image}" in failures[0]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--episodes", "0"], "--episodes must be at least 1, got 0"),
+    (["--env-opt", "max_turn=3"], "PyVisionImage-v0 has no option 'max_turn'. Did you mean 'max_turns'?"),
+    (["--env-opt", "max_turns=many"], "PyVisionImage-v0 rejects max_turns='many'"),
+    (["--env-opt", "chat_form=3"], "chat_form must be 'observation' or 'inline', got 3"),
+    (["--data-path", "missing.jsonl"], "missing.jsonl: data file not found"),
+    (["--agent", "solvr"], "unknown agent 'solvr'"),
+    (["--agent", "openai:m", "--agent-opt", "tempreature=0.5"], "bad option for agent 'openai:m'"),
+    (["--agent", "no-tool", "no-tool"], "two agents would both be named 'no-tool'"),
+], ids=["episodes-0", "unknown-env-opt", "ill-typed-env-opt", "bad-env-opt-value", "missing-data-file",
+        "unknown-agent", "unknown-agent-opt", "repeated-agent"])
+def test_bad_arguments_get_one_line_and_exit_code_2(tmp_path, capsys, args, message):
+    code, printed, err = run_cli(capsys, "--out", str(tmp_path / "run"), *args)
+    assert code == 2 and printed == ""
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_a_malformed_data_file_is_one_line_naming_the_row(tmp_path, capsys):
+    data = tmp_path / "tasks.jsonl"
+    data.write_text('{"id": 1, "question": "How many?"}\n')
+    code, _, err = run_cli(capsys, "--out", str(tmp_path / "run"), "--data-path", str(data))
+    assert code == 2 and err.count("\n") == 1
+    assert "field 'answer' is missing" in err and str(data) in err
+
+
+def test_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 20)" in text and "(default: runs/bench)" in text and "--overwrite" in text
+
+
+def test_the_bench_runs_without_tqdm(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # `import tqdm` now raises ImportError
+    summaries = bench(["PyVisionImage-v0"], ["no-tool"], 2, tmp_path, progress=True, plots=False, viewer=False)
+    assert summaries[0].episodes == 2
+
+
+def test_an_agent_keeps_its_colour_whatever_the_order_or_the_plot():
+    from pyvision_agents.plots import agent_colors
+
+    assert agent_colors(["solver", "no-tool", "solver"]) == agent_colors(["no-tool", "solver"])
+    assert len(set(agent_colors(["a", "b", "c"]).values())) == 3

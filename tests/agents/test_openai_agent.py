@@ -14,7 +14,7 @@ import gymnasium as gym
 import pytest
 from PIL import Image
 
-pytest.importorskip("openai", reason="needs openai: pip install 'pyvision-env[agents]'")
+pytest.importorskip("openai", reason="needs openai: pip install 'pyvision-env[openai]'")
 
 import pyvision_env  # noqa: F401,E402
 from pyvision_agents.bench import bench  # noqa: E402
@@ -27,11 +27,12 @@ CODE = "I will look.\n<code>\n```python\nprint('ANSWER: 3')\n```\n"  # stop stri
 class FakeServer:
     """An OpenAI-compatible `/v1/chat/completions` whose replies come from `script(request, n)`.
 
-    `script` returns (status, body dict, delay seconds); every request body is kept in `requests`.
+    `script` returns (status, body dict, delay seconds[, headers dict]); every request body is
+    kept in `requests`, with the time it arrived in `times`.
     """
 
     def __init__(self, script):
-        self.script, self.requests, self.lock = script, [], threading.Lock()
+        self.script, self.requests, self.times, self.lock = script, [], [], threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -39,12 +40,15 @@ class FakeServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server.lock:
                     server.requests.append(body)
+                    server.times.append(time.monotonic())
                     n = len(server.requests)
-                status, reply, delay = server.script(body, n)
+                status, reply, delay, *headers = server.script(body, n)
                 time.sleep(delay)
                 data = json.dumps(reply).encode()
                 try:
                     self.send_response(status)
+                    for key, value in (headers[0] if headers else {}).items():
+                        self.send_header(key, value)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
@@ -87,7 +91,7 @@ def server(request):
 
 
 def agent_for(server, **options):
-    return make_agent("openai:m", {"base_url": server.url, "backoff": 0.01, **options})
+    return make_agent("openai:m", {"base_url": server.url, **options})
 
 
 def make_env():
@@ -116,6 +120,42 @@ def test_episodes_run_with_images_as_data_urls(server):
 def test_server_errors_are_retried_with_backoff(server):
     records = list(run_episodes(make_env, agent_for(server, max_retries=3), [(0, 0)]))
     assert records[0].end_reason == "DONE" and len(server.requests) == 4  # 2 failures, 2 turns
+    assert server.times[2] - server.times[1] > server.times[1] - server.times[0] > 0.2  # backing off
+
+
+@pytest.mark.parametrize("server", [lambda body, n: (429, {"error": "slow down"}, 0, {"Retry-After": "2"})
+                                    if n == 1 else tag_script(body, n)], indirect=True)
+def test_a_429_is_retried_after_the_servers_retry_after(server):
+    records = list(run_episodes(make_env, agent_for(server, max_retries=1), [(0, 0)]))
+    assert records[0].end_reason == "DONE" and len(server.requests) == 3  # 1 refusal, 2 turns
+    assert 1.9 < server.times[1] - server.times[0] < 4  # waited what the server asked, not its own 0.5 s
+
+
+@pytest.mark.parametrize("server", [lambda body, n: (*tag_script(body, n)[:2], 0.05)], indirect=True)
+def test_more_episodes_in_flight_than_the_image_cache_holds(server, monkeypatch):
+    from pyvision_agents.openai_agent import OpenAIAgent
+
+    monkeypatch.setattr(OpenAIAgent, "IMAGE_CACHE_SIZE", 2)
+    agent = agent_for(server, max_concurrency=12)
+    records = list(run_episodes(make_env, agent, [(i, i) for i in range(12)], num_envs=12))
+    assert [r.end_reason for r in records] == ["DONE"] * 12 and all(r.error is None for r in records)
+    assert len(server.requests) == 24  # two turns each, nothing sent twice
+
+
+def test_the_image_cache_survives_threads_evicting_each_others_entries():
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from pyvision_agents.chat import data_url
+    from pyvision_agents.openai_agent import ImageURLCache
+
+    cache = ImageURLCache(capacity=2)
+    images = [np.full((4, 4, 3), i, dtype=np.uint8) for i in range(16)]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        urls = list(pool.map(cache.get, images * 200))
+    assert urls == [data_url(image) for image in images] * 200
+    assert len(cache._urls) == 2
 
 
 @pytest.mark.parametrize("server", [lambda body, n: (*tag_script(body, n)[:2], 2.0 if n == 1 else 0)],
@@ -141,8 +181,7 @@ def test_a_dead_endpoint_ends_its_episodes_and_the_run_goes_on(tmp_path):
         port = sock.getsockname()[1]
     dead = f"http://127.0.0.1:{port}/v1"
     summaries = bench(["PyVisionImage-v0"], ["openai:m", "no-tool"], 3, tmp_path, progress=False,
-                      plots=False, viewer=False,
-                      agent_options={"base_url": dead, "max_retries": 1, "backoff": 0.01})
+                      plots=False, viewer=False, agent_options={"base_url": dead, "max_retries": 0})
     by_agent = {s.agent: s for s in summaries}
     assert by_agent["openai:m"].errors == 3 and by_agent["openai:m"].end_reasons == {AGENT_ERROR: 3}
     assert by_agent["no-tool"].episodes == 3 and by_agent["no-tool"].errors == 0
@@ -150,6 +189,35 @@ def test_a_dead_endpoint_ends_its_episodes_and_the_run_goes_on(tmp_path):
     failed = [r for r in records if r["agent"] == "openai:m"]
     assert all(dead in r["error"] and "APIConnectionError" in r["error"] for r in failed)
     assert all(r["task_id"] and r["transcript"][0]["role"] == "user" for r in failed)
+
+
+def test_the_cli_fails_when_every_episode_of_an_agent_failed(tmp_path, capsys):
+    from pyvision_agents.cli import main
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    code = main(["bench", "--agent", "openai:m", "no-tool", "--episodes", "2", "--out", str(tmp_path),
+                 "--base-url", dead, "--agent-opt", "max_retries=0", "--no-progress", "--no-plots"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "every episode of openai:m on PyVisionImage-v0 failed (2 errors)" in err
+    assert f"most common: OpenAI-compatible endpoint {dead} failed" in err and "APIConnectionError" in err
+    assert "no-tool" not in err  # the other agent's group is fine
+
+
+@pytest.mark.parametrize("server", [lambda body, n: (400, {"error": {"message": "overloaded"}}, 0)
+                                    if n <= 2 else tag_script(body, n)], indirect=True)
+def test_episodes_an_endpoint_failed_are_played_again_on_resume(server, tmp_path):
+    options = {"base_url": server.url, "max_retries": 0}
+    first = bench(["PyVisionImage-v0"], ["openai:m"], 3, tmp_path, progress=False, plots=False,
+                  viewer=False, agent_options=options, env_kwargs={"difficulty": "easy", "max_turns": 4})
+    assert first[0].errors == 2 and first[0].scored == 1
+    again = bench(["PyVisionImage-v0"], ["openai:m"], 3, tmp_path, progress=False, plots=False,
+                  viewer=False, agent_options=options, env_kwargs={"difficulty": "easy", "max_turns": 4})
+    assert again[0].errors == 0 and again[0].scored == 3 and again[0].accuracy == first[0].accuracy
+    lines = (tmp_path / "episodes.jsonl").read_text().splitlines()
+    assert len(lines) == 5  # the two failed records kept, superseded by two new ones
 
 
 def tool_script(body, n):

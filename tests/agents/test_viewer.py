@@ -30,12 +30,29 @@ def run_dir(tmp_path_factory):
     return out
 
 
-def test_view_command_writes_a_self_contained_page(run_dir, capsys):
+def image_sources(page):
+    return re.findall(r'<img class="figure" alt="image \d+" src="([^"]+)"', page)
+
+
+def test_view_command_links_each_stored_image_by_relative_path(run_dir, capsys):
     assert main(["view", str(run_dir)]) == 0
     page = (run_dir / "viewer.html").read_text()
     assert str(run_dir / "viewer.html") in capsys.readouterr().out
-    assert not re.search(r'src="(?!data:)', page)  # nothing loaded from outside the file
     assert page.count('class="episode"') == 6
+    sources = image_sources(page)
+    assert len(sources) >= 6 and "base64" not in page  # images are linked, not embedded again
+    assert all(not s.startswith("/") and (run_dir / s).is_file() for s in sources)
+    stored = {p.relative_to(run_dir).as_posix() for p in (run_dir / "images").iterdir()}
+    assert set(sources) == stored  # every stored image shown, each file written once
+    assert len(stored) < len(sources)  # the solver and the no-tool agent share each prompt image
+
+
+def test_a_viewer_written_elsewhere_links_back_to_the_images(run_dir, tmp_path):
+    target = tmp_path / "pages" / "v.html"
+    target.parent.mkdir()
+    assert main(["view", str(run_dir), "--output", str(target)]) == 0
+    sources = image_sources(target.read_text())
+    assert sources and all((target.parent / s).resolve().is_file() for s in sources)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
@@ -51,7 +68,7 @@ def test_browser_renders_turns_images_and_filters(run_dir, tmp_path):
     assert "ANSWER:" in dom
     images = dom.count('<img class="figure"')
     assert images >= 6
-    assert f'data-images-decoded="{images}"' in dom  # every embedded image decoded in the browser
+    assert f'data-images-decoded="{images}"' in dom  # every linked image loaded and decoded
     filtered = dump_dom(url + "#outcome=correct&agent=solver", tmp_path / "profile")
     assert '<span id="shown">3</span>' in filtered
     assert filtered.count('<details class="episode" data-outcome="incorrect"') == \

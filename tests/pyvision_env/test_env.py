@@ -348,3 +348,73 @@ def test_answer_without_boxed_value_ends_the_episode_unscored(env):
     _, reward, terminated, _, info = env.step("<answer>30</answer>")
     assert terminated and reward == 0.0 and info[keys.ANSWER] is None
     assert info[keys.END_REASON] == "DONE" and not info[keys.CORRECT]
+
+
+def _structure(messages):
+    """Roles, texts and image identities of `info["messages"]`."""
+    return [(m["role"], [p.get("text", id(p.get("image"))) for p in m["content"]])
+            for m in messages]
+
+
+@pytest.mark.parametrize("chat_form", ["observation", "inline"])
+def test_info_messages_are_snapshots_later_steps_never_change(chat_form):
+    environment = pyvision_env.PyVisionEnv(tasks=[red_square_task("30")], chat_form=chat_form)
+    try:
+        _, reset_info = environment.reset(seed=0)
+        *_, first_info = environment.step(code("print('first')"))
+        seen = [(info, _structure(info[keys.MESSAGES])) for info in (reset_info, first_info)]
+        environment.step(code("print('second')"))
+        environment.step("no code here")
+        *_, last_info = environment.step(answer("30"))
+    finally:
+        environment.close()
+    for info, structure in seen:
+        assert _structure(info[keys.MESSAGES]) == structure
+    sizes = [sum(len(m["content"]) for m in info[keys.MESSAGES])
+             for info in (reset_info, first_info, last_info)]
+    assert sizes == sorted(set(sizes))  # the chat did grow
+    last_info[keys.MESSAGES][1]["content"].clear()  # a consumer editing one info ...
+    assert _structure(first_info[keys.MESSAGES]) == seen[1][1]  # ... leaves the others alone
+
+
+def test_step_before_reset_and_after_close_raise_gymnasium_errors():
+    environment = pyvision_env.PyVisionEnv(tasks=[red_square_task()])
+    with pytest.raises(gym.error.ResetNeeded, match="reset"):
+        environment.step(answer("1"))
+    environment.reset(seed=0)
+    environment.close()
+    with pytest.raises(gym.error.ClosedEnvironmentError, match="closed"):
+        environment.step(code("x = 1"))
+    environment.reset(seed=0)  # a closed env may start again
+    *_, info = environment.step(code("print(1 + 1)"))
+    environment.close()
+    assert info[keys.EXEC]["status"] == "ok"
+
+
+def test_exec_info_has_the_same_keys_every_turn(env):
+    from dataclasses import fields
+
+    from pyvision_env.info import ExecRecord
+
+    expected = {field.name for field in fields(ExecRecord)}
+    _, info = env.reset(seed=0)
+    records = [info[keys.EXEC]]
+    for action in (code("print(1)"), "no code", code("1 / 0"), answer("30")):
+        records.append(env.step(action)[-1][keys.EXEC])
+    assert all(set(record) == expected for record in records)
+    assert [record["status"] for record in records] == ["none", "ok", "none", "error", "none"]
+    assert records[3]["error"] == "ZeroDivisionError"
+
+
+def test_reset_info_is_an_answer_free_task_view_and_the_end_gives_the_answer(env):
+    from pyvision_env.tasks.task import TaskView
+
+    task = red_square_task("30")
+    _, info = env.reset(options={"task": task})
+    view = TaskView.from_info(info)
+    assert view == TaskView.of(task) and not hasattr(view, "answer")
+    assert info[keys.GROUND_TRUTH] is None
+    *_, info = env.step(code("print(1)"))
+    assert info[keys.GROUND_TRUTH] is None
+    *_, info = env.step(answer("29"))
+    assert info[keys.GROUND_TRUTH] == "30"

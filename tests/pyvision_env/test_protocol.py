@@ -10,7 +10,6 @@ import pytest
 from pyvision_env.protocol import (
     FORMAT_ERROR_MESSAGE,
     ImageInfo,
-    VideoInfo,
     build_prompt,
     extract_boxed,
     fill_template,
@@ -22,6 +21,7 @@ from pyvision_env.protocol import (
     render_format_error,
     truncate_middle,
 )
+from pyvision_env.media.video import VideoMeta
 from pyvision_env.sandbox.base import CellError, CellResult, CellStatus
 
 FENCE = "```"
@@ -467,7 +467,7 @@ def test_build_prompt_without_arrays_gives_only_the_instruction() -> None:
 
 
 def test_build_prompt_video_info() -> None:
-    video = VideoInfo(width=1280, height=720, num_frames=900, fps=29.97, duration=30.03)
+    video = VideoMeta(width=1280, height=720, num_frames=900, fps=29.97, duration=30.03)
     rl_style = build_prompt("{video_info}", "q", [], None, [video])[0]["text"]
     assert rl_style == (
         "Frame Width: 1280; Frame Height: 720;\nVideo Length: 900; Sample FPS: 29.97\n"
@@ -487,7 +487,7 @@ def test_build_prompt_rejects_mismatched_arrays() -> None:
 def test_shipped_templates(prompt_type: str) -> None:
     template = load_prompt_templates()[prompt_type]
     images = [] if prompt_type == "video" else [ImageInfo(320, 240)]
-    videos = [VideoInfo(320, 240, 100, 25.0, 4.0)] if prompt_type == "video" else []
+    videos = [VideoMeta(320, 240, 100, 25.0, 4.0)] if prompt_type == "video" else []
     text = build_prompt(template, "THE QUESTION", images, None, videos)[-1]["text"]
     assert "THE QUESTION" in text
     assert "<code>\n```python" in text and "</code>" in text
