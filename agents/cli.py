@@ -1,5 +1,5 @@
-"""The `pyvision-env` command: `list` the registered envs, `bench` agents on them, `view` the trajectories,
-`export-sft` an agent's episodes as an SFT dataset."""
+"""The `pyvision-env` command: `list` envs, `bench` agents on them, `view` trajectories, `check-data` a data
+file, `export-sft` an agent's episodes as an SFT dataset."""
 
 from __future__ import annotations
 
@@ -100,6 +100,22 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
 
 
+def _check_data(args: argparse.Namespace) -> int:
+    from pyvision_env.tasks.check import check_data
+    from pyvision_env.tasks.loaders import DatasetError
+
+    try:
+        bad = check_data(args.file)
+    except (DatasetError, ImportError) as error:
+        print(f"pyvision-env check-data: {error}", file=sys.stderr)
+        return 2
+    for row in bad:
+        print(row)
+    print(f"{args.file}: {len(bad)} bad row(s)" if bad
+          else f"{args.file}: no bad rows (every image and every video frame decodes)")
+    return 1 if bad else 0
+
+
 def _key_value(text: str) -> tuple[str, Any]:
     """`KEY=VALUE` with VALUE read as JSON when it parses (numbers, true/false, lists), else text."""
     key, sep, value = text.partition("=")
@@ -161,12 +177,15 @@ def build_parser() -> argparse.ArgumentParser:
                                formatter_class=_HelpFormatter)
     view.add_argument("dir", help="a folder written by `pyvision-env bench`")
     view.add_argument("--output", default=None, help="where to write it (default DIR/viewer.html)")
+    check = commands.add_parser("check-data", help="decode every image and video frame of a data file; list bad rows")
+    check.add_argument("file", help="a PyVision data file (JSON or JSONL)")
     sft = commands.add_parser(
-        "export-sft", help="write an agent's episodes as a chat dataset with images for TRL's SFTTrainer"
+        "export-sft", help="write an agent's episodes as a chat dataset with images for TRL's SFTTrainer",
+        formatter_class=_HelpFormatter,
     )
     sft.add_argument("--env", default="PyVisionImage-v0", help="env id")
     sft.add_argument("--agent", default="solver",
-                     help="solver (default), no-tool, openai:MODEL, transformers:PATH, vllm:PATH")
+                     help="solver, no-tool, openai:MODEL, transformers:PATH, vllm:PATH")
     sft.add_argument("--episodes", type=int, default=100, help="episodes to run")
     sft.add_argument("--out", required=True, help="dataset folder to write (datasets.load_from_disk reads it)")
     sft.add_argument("--seed", type=int, default=0, help="seed of episode 0; episode i uses seed+i")
@@ -188,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"list": _list, "bench": _bench, "view": _view, "export-sft": _export_sft}
+    handlers = {"list": _list, "bench": _bench, "view": _view, "check-data": _check_data,
+                "export-sft": _export_sft}
     return handlers[args.command](args)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from pyvision_agents.base import EpisodeContext
 from pyvision_env import info as keys
+from pyvision_env.answers import random_choice_letter
 from pyvision_env.tasks.task import TaskView
 
 _ANSWER_LINE = re.compile(r"ANSWER:\s*(.+)")
@@ -77,5 +78,5 @@ class NoToolAgent:
         if family is not None:
             return _family(family).chance_answer(task, rng)
         if task.choices:
-            return "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[int(rng.integers(len(task.choices)))]
+            return random_choice_letter(rng, len(task.choices))
         return "0"

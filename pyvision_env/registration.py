@@ -1,4 +1,9 @@
-"""The registered env ids: a table of presets registered in one loop."""
+"""The registered env ids: a table of presets registered in one loop.
+
+Besides the suite-wide ids, each built-in family gets its own id,
+`PyVisionImage-<title>-v0` / `PyVisionVideo-<title>-v0`, from its class's `title`, for
+every family in the registries `FAMILIES` and `VIDEO_FAMILIES`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
+
+from pyvision_env.tasks.families import FAMILIES
+from pyvision_env.tasks.video_families import VIDEO_FAMILIES
 
 ENTRY_POINT = "pyvision_env.env:PyVisionEnv"
 
@@ -19,23 +27,6 @@ class Preset:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-# Per-family ids: `PyVisionImage-<Family>-v0` draws from one built-in family only.
-_IMAGE_FAMILIES = {
-    "TinyText": "tiny_text",
-    "CountMarks": "count_marks",
-    "CompareObjects": "compare_objects",
-    "ChartValue": "chart_value",
-}
-
-# Per-family ids: `PyVisionVideo-<Family>-v0`; `PyVisionVideo-v0` draws from all of them.
-_VIDEO_FAMILIES = {
-    "FlashTime": "flash_time",
-    "BlinkCount": "blink_count",
-    "EventOrder": "event_order",
-    "DigitAtTime": "digit_at_time",
-    "DotDistance": "dot_distance",
-}
-
 PRESETS: tuple[Preset, ...] = (
     Preset(
         "PyVisionImage-v0",
@@ -48,25 +39,25 @@ PRESETS: tuple[Preset, ...] = (
     ),
     *(
         Preset(
-            f"PyVisionImage-{title}-v0",
-            f"PyVisionImage-v0 restricted to the built-in '{family}' family.",
-            {"families": (family,)},
+            f"PyVisionImage-{family.title}-v0",
+            f"PyVisionImage-v0 restricted to the built-in '{family.name}' family.",
+            {"families": (family.name,)},
         )
-        for title, family in _IMAGE_FAMILIES.items()
+        for family in FAMILIES.values()
     ),
     Preset(
         "PyVisionVideo-v0",
         "Video questions from the built-in families (or data_path=); no frames up front, "
         "the model reads frames by code.",
-        {"families": tuple(_VIDEO_FAMILIES.values())},
+        {"families": tuple(VIDEO_FAMILIES)},
     ),
     *(
         Preset(
-            f"PyVisionVideo-{title}-v0",
-            f"PyVisionVideo-v0 restricted to the built-in '{family}' family.",
-            {"families": (family,)},
+            f"PyVisionVideo-{family.title}-v0",
+            f"PyVisionVideo-v0 restricted to the built-in '{family.name}' family.",
+            {"families": (family.name,)},
         )
-        for title, family in _VIDEO_FAMILIES.items()
+        for family in VIDEO_FAMILIES.values()
     ),
 )
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
-from pyvision_env.tasks.task import Task
-
-GRADING_MODES: tuple[str, ...] = ("exact", "mra")
+from pyvision_env.answers import (
+    GRADING_MODES,
+    choice_index,
+    extract_letter,
+    letter_of_option_text,
+    normalize_text,
+    parse_number,
+)
 
 # VSI-Bench's confidence thresholds 0.50, 0.55, ..., 0.95, kept as exact fractions.
 MRA_THRESHOLDS: tuple[Fraction, ...] = tuple(Fraction(50 + 5 * k, 100) for k in range(10))
@@ -18,6 +22,22 @@ MRA_THRESHOLDS: tuple[Fraction, ...] = tuple(Fraction(50 + 5 * k, 100) for k in 
 # An MRA-graded answer counts as correct (and earns the tool reward) above this score,
 # the `acc_reward > 0.5` rule of PyVision-RL's `reward_score/vl_agent.py`.
 MRA_CORRECT_ABOVE = 0.5
+
+
+class Gradable(Protocol):
+    """What `grade` reads of a task; a `pyvision_env.tasks.Task` is one."""
+
+    @property
+    def answer(self) -> str: ...
+
+    @property
+    def answer_type(self) -> str: ...
+
+    @property
+    def choices(self) -> Sequence[str]: ...
+
+    @property
+    def extra(self) -> Mapping[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -40,69 +60,7 @@ class Grade:
     judge_error: str | None = None
 
 
-# ---------------------------------------------------------------- normalisation
-
-_LATEX_WRAPPER = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
-_EDGE_JUNK = " \t\n.,;:!?\"'`()[]{}<>«»“”‘’*"
-_LEADING_ARTICLE = re.compile(r"^(?:a|an|the)\s+(?=\S)")
-_WHITESPACE = re.compile(r"\s+")
-
-
-def _unwrap_latex(text: str) -> str:
-    """Replace `\\text{x}` and similar wrappers by their content, innermost first."""
-    previous = None
-    while previous != text:
-        previous, text = text, _LATEX_WRAPPER.sub(r"\1", text)
-    return text
-
-
-def normalize_text(text: str) -> str:
-    """Canonical form of a free-text answer, used for text and option-text matching.
-
-    Steps, in order: unwrap LaTeX text wrappers (`\\text{}`, `\\textbf{}`, `\\mathrm{}`,
-    ...); lowercase (casefold); collapse runs of whitespace to one space; strip
-    surrounding punctuation, brackets and quotes; drop one leading article
-    ("a", "an", "the") when more words follow. Inner punctuation is kept.
-
-    >>> normalize_text('  "The  \\\\text{Red} Car." ')
-    'red car'
-    """
-    text = _WHITESPACE.sub(" ", _unwrap_latex(text).casefold()).strip(_EDGE_JUNK)
-    return _LEADING_ARTICLE.sub("", text)
-
-
 # ---------------------------------------------------------------- numbers
-
-_NUMBER = r"[-+−]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?(?:[eE][-+]?\d+)?"
-_NUMBER_ONLY = re.compile(rf"^\$?\s*({_NUMBER})\s*\$?$")
-_NUMBER_WITH_UNIT = re.compile(rf"^\$?\s*({_NUMBER})\s*\$?\s*([^\d\s][^\d]*)?$")
-
-
-def parse_number(text: str, *, allow_unit: bool = True) -> float | None:
-    """Parse one number written in plain text; None when `text` is not exactly that.
-
-    Accepted: a sign (`+`, `-`, `−`), digits with optional comma thousands separators in
-    groups of three (`1,234,567`), a decimal part (`12.0`, `.5`), an exponent (`1e3`),
-    optional `$` delimiters and LaTeX text wrappers. With `allow_unit`, a trailing unit
-    that holds no digit is ignored without conversion (`12 cm`, `3.5 m/s`, `45°`,
-    `20%`). Rejected: anything else, e.g. two numbers (`3 to 5`), fractions (`3/4`),
-    words (`twelve`), ambiguous separators (`1,23`), infinities and NaN.
-
-    >>> parse_number("1,234.5")
-    1234.5
-    >>> parse_number("12 cm") == 12.0, parse_number("12 cm", allow_unit=False)
-    (True, None)
-    """
-    stripped = _unwrap_latex(text).strip()
-    match = (_NUMBER_WITH_UNIT if allow_unit else _NUMBER_ONLY).match(stripped)
-    if match is None or not any(ch.isdigit() for ch in match.group(1)):
-        return None
-    literal = match.group(1).replace(",", "").replace("−", "-")
-    try:
-        value = float(literal)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
 
 
 def mean_relative_accuracy(predicted: float, target: float) -> float:
@@ -155,52 +113,24 @@ def grade_number(predicted: str, answer: str, *, mode: str = "exact") -> Grade:
 
 # ---------------------------------------------------------------- choices
 
-_BARE_LETTER = re.compile(r"^\(?([A-Za-z])\)?[.:)]?$")
-_NAMED_LETTER = re.compile(r"^(?:option|choice|answer)\s*[:\-]?\s*\(?([A-Za-z])\)?[.:)]?$", re.IGNORECASE)
-_LETTER_THEN_TEXT = re.compile(r"^\(?([A-Z])(?:\)|[.:])\s+\S")
-
-
-def _extract_letter(text: str) -> str | None:
-    """The option letter a choice answer names, upper-cased, or None.
-
-    Accepts `B`, `b`, `(B)`, `B.`, `B)`, `B:`, `Option B`, `Answer: (b)`, and an
-    upper-case letter followed by option text (`B. a red car`, `(B) a red car`).
-    """
-    text = _unwrap_latex(text).strip()
-    for pattern in (_BARE_LETTER, _NAMED_LETTER, _LETTER_THEN_TEXT):
-        match = pattern.match(text)
-        if match:
-            return match.group(1).upper()
-    return None
-
-
-def _letter_of_option_text(text: str, choices: Sequence[str]) -> str | None:
-    """The letter of the first option whose normalised text equals `text`'s, or None."""
-    wanted = normalize_text(text)
-    for index, option in enumerate(choices):
-        if normalize_text(option) == wanted:
-            return chr(ord("A") + index)
-    return None
-
-
 def grade_choice(predicted: str, answer: str, choices: Sequence[str] = ()) -> Grade:
     """Grade a multiple-choice answer given as a letter or, when `choices` is known, as option text.
 
-    The letter forms accepted are those of `_extract_letter`; option text is compared
+    The letter forms accepted are those of `pyvision_env.answers.extract_letter`; option text is compared
     after `normalize_text`. With `choices`, a letter past the last option is wrong.
 
     Raises:
         ValueError: `answer` names no option letter.
     """
-    gold = _extract_letter(answer)
+    gold = extract_letter(answer)
     if gold is None:
         raise ValueError(f"ground truth {answer!r} is not an option letter: fix the task's answer or answer_type")
-    letter = _extract_letter(predicted)
+    letter = extract_letter(predicted)
     if letter is None and choices:
-        letter = _letter_of_option_text(predicted, choices)
+        letter = letter_of_option_text(predicted, choices)
     if letter is None:
         return Grade(0.0, False, predicted, "no option letter or option text")
-    if choices and ord(letter) - ord("A") >= len(choices):
+    if choices and choice_index(letter) >= len(choices):
         return Grade(0.0, False, predicted, f"no option {letter}")
     return _verdict(letter == gold, predicted)
 
@@ -213,7 +143,7 @@ def grade_text(predicted: str, answer: str) -> Grade:
     return _verdict(normalize_text(predicted) == normalize_text(answer), predicted)
 
 
-def grade(task: Task, predicted: str | None) -> Grade:
+def grade(task: Gradable, predicted: str | None) -> Grade:
     """Grade the extracted boxed answer `predicted` for `task`, by `task.answer_type`.
 
     None (no boxed answer) and blank answers score 0. Numbers use

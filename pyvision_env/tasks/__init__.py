@@ -1,4 +1,4 @@
-"""Tasks: the `Task` record, dataset loaders, and built-in procedural task families."""
+"""Tasks: the `Task` record, dataset loaders and checks, built-in procedural task families and their keys."""
 
 from pyvision_env.tasks.sources import DatasetTasks, TaskSource
 from pyvision_env.tasks.task import ANSWER_TYPES, AnswerType, Task

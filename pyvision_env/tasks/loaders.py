@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
-import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from pyvision_env.rewards.graders import GRADING_MODES, normalize_text, parse_number
-from pyvision_env.tasks.task import ANSWER_TYPES, Task
+from pyvision_env.answers import (
+    ANSWER_TYPES,
+    GRADING_MODES,
+    bare_letter,
+    choice_index,
+    letter_of_option_text,
+    parse_choices,
+    parse_number,
+)
+from pyvision_env.tasks.task import Task
 
 # Keys under which a JSON object may hold its list of rows, tried in this order.
 ROW_LIST_KEYS: tuple[str, ...] = ("data", "rows", "tasks", "items", "examples")
@@ -31,8 +38,15 @@ class DatasetError(ValueError):
     """A data file, or one row of it, cannot be turned into tasks.
 
     The message names the file, the row (0-based index, its id when known, and its
-    line for JSONL), the field, and what was expected there.
+    line for JSONL), the field, and what was expected there. The same facts are
+    attributes: `row` (0-based index), `row_id` and `field`, each None when the error
+    is not about one row, its id is unknown, or no single field is at fault.
     """
+
+    def __init__(self, message: str, *, row: int | None = None, row_id: str | None = None,
+                 field: str | None = None) -> None:
+        super().__init__(message)
+        self.row, self.row_id, self.field = row, row_id, field
 
 
 class DatasetWarning(UserWarning):
@@ -50,6 +64,24 @@ class LoadReport:
 
     tasks: list[Task]
     skipped: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RowResult:
+    """One row of a data file as `read_rows` read it: its task, or why it is not one.
+
+    Attributes:
+        index: the row's 0-based index in the file.
+        task: the task, or None when the row is malformed.
+        error: why the row is not a task, or None.
+        media_fields: the field each of `task.images`, then each of `task.videos`, came
+            from (`"image_path"`, `"video_path[1]"`, `"mm_hint.hint_path"`, ...).
+    """
+
+    index: int
+    task: Task | None
+    error: DatasetError | None = None
+    media_fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,11 +103,13 @@ class _Row:
     def error(self, field_name: str, expected: str, got: Any = _NOTHING) -> DatasetError:
         """A `DatasetError` about `field_name` of this row, showing the bad value when given."""
         got_text = "" if got is _NOTHING else f", got {_describe(got)}"
-        return DatasetError(f"{self.where()}, field {field_name!r}: expected {expected}{got_text}")
+        return DatasetError(f"{self.where()}, field {field_name!r}: expected {expected}{got_text}",
+                            row=self.index, row_id=self.row_id, field=field_name)
 
     def missing(self, field_name: str, expected: str) -> DatasetError:
         """A `DatasetError` saying that `field_name` is absent from this row."""
-        return DatasetError(f"{self.where()}, field {field_name!r} is missing: expected {expected}")
+        return DatasetError(f"{self.where()}, field {field_name!r} is missing: expected {expected}",
+                            row=self.index, row_id=self.row_id, field=field_name)
 
 
 def load_tasks(path: str | Path, *, strict: bool = True, check_media: bool = True) -> list[Task]:
@@ -125,20 +159,37 @@ def load_tasks_report(path: str | Path, *, strict: bool = True, check_media: boo
             `strict=False` such rows are skipped with a `DatasetWarning` and listed in
             `LoadReport.skipped`; an unreadable file still raises.
     """
-    file = Path(path)
     tasks: list[Task] = []
     skipped: list[str] = []
-    for position, parsed in _read_rows(file):
+    for result in read_rows(path, check_media=check_media):
+        if result.error is None:
+            tasks.append(result.task)
+            continue
+        if strict:
+            raise result.error
+        skipped.append(str(result.error))
+        warnings.warn(f"skipping row: {result.error}", DatasetWarning, stacklevel=2)
+    return LoadReport(tasks=tasks, skipped=skipped)
+
+
+def read_rows(path: str | Path, *, check_media: bool = True) -> Iterator[RowResult]:
+    """Each row of a data file as a `RowResult`: its task, or the `DatasetError` that kept it from one.
+
+    Formats and checks as in `load_tasks_report`, which is this plus the strict / skip policy.
+
+    Raises:
+        DatasetError: the file cannot be read, or is not valid JSON (a JSONL line that is
+            not valid JSON is that row's error instead).
+    """
+    for position, parsed in _read_rows(Path(path)):
         try:
             if isinstance(parsed, DatasetError):
                 raise parsed
-            tasks.append(_row_to_task(parsed, position, check_media))
+            task, fields = _row_to_task(parsed, position, check_media)
         except DatasetError as exc:
-            if strict:
-                raise
-            skipped.append(str(exc))
-            warnings.warn(f"skipping row: {exc}", DatasetWarning, stacklevel=2)
-    return LoadReport(tasks=tasks, skipped=skipped)
+            yield RowResult(position.index, None, exc)
+        else:
+            yield RowResult(position.index, task, None, fields)
 
 
 # ---------------------------------------------------------------- reading files
@@ -192,17 +243,18 @@ def _jsonl_rows(file: Path, text: str) -> Iterator[tuple[_Row, Any]]:
         try:
             yield position, json.loads(line)
         except json.JSONDecodeError as exc:
-            yield position, DatasetError(f"{position.where()}: invalid JSON at column {exc.colno}: {exc.msg}")
+            yield position, DatasetError(f"{position.where()}: invalid JSON at column {exc.colno}: {exc.msg}",
+                                         row=index)
         index += 1
 
 
 # ---------------------------------------------------------------- one row
 
 
-def _row_to_task(row: Any, position: _Row, check_media: bool) -> Task:
-    """Build one task from one row of either form."""
+def _row_to_task(row: Any, position: _Row, check_media: bool) -> tuple[Task, tuple[str, ...]]:
+    """Build one task from one row of either form; also the field each of its images, then videos, came from."""
     if not isinstance(row, dict):
-        raise DatasetError(f"{position.where()}: expected a JSON object, got {_describe(row)}")
+        raise DatasetError(f"{position.where()}: expected a JSON object, got {_describe(row)}", row=position.index)
     processed = any(key in row for key in _PROCESSED_MARKERS)
     extra_info = _extra_info(row, position) if processed else {}
     position = _Row(position.file, position.index, position.line, _row_id(row, extra_info, position))
@@ -211,7 +263,7 @@ def _row_to_task(row: Any, position: _Row, check_media: bool) -> Task:
     images, videos = _processed_media(row, position) if processed else _raw_media(row, position)
     resolve = _media_resolver(position, check_media)
     answer_type, choices, answer = _answer_kind(row, question, answer, position)
-    return Task(
+    task = Task(
         id=position.row_id,
         question=question,
         answer=answer,
@@ -222,6 +274,7 @@ def _row_to_task(row: Any, position: _Row, check_media: bool) -> Task:
         source=_optional_str(row, "data_source", position),
         extra=_extra(row, processed, position),
     )
+    return task, tuple(name for name, _ in (*images, *videos))
 
 
 def _row_id(row: Mapping[str, Any], extra_info: Mapping[str, Any], position: _Row) -> str:
@@ -371,49 +424,6 @@ def _media_resolver(position: _Row, check_media: bool) -> Callable[[str, str], P
 # ---------------------------------------------------------------- answer type
 
 
-_OPTION_LINE = re.compile(r"^\s*\(?([A-Z])(?:\)|[.:])\s*(.+?)\s*$")
-_INLINE_OPTION = re.compile(r"\(([A-Z])\)\s*")
-_LETTER_ANSWER = re.compile(r"^\(?([A-Za-z])\)?[.:)]?$")
-
-
-def parse_choices(question: str) -> tuple[str, ...]:
-    """The option texts a question lists, in order from A, or () when it lists none.
-
-    Options are lines such as `A. cat`, `(A) cat`, `A) cat`, `A: cat` (the longest run
-    A, B, C, ... of such lines), or, failing that, inline `(A) cat (B) dog`. At least
-    two options are needed.
-
-    >>> parse_choices("Which animal?\\n(A) cat\\n(B) dog")
-    ('cat', 'dog')
-    >>> parse_choices("Which animal? (A) cat, (B) dog")
-    ('cat', 'dog')
-    """
-    lined = _choices_from_lines(question)
-    return lined if len(lined) >= 2 else _choices_inline(question)
-
-
-def _choices_from_lines(question: str) -> tuple[str, ...]:
-    """Options written one per line, the first run that starts at A."""
-    options: list[str] = []
-    for line in question.splitlines():
-        match = _OPTION_LINE.match(line)
-        if match and ord(match.group(1)) - ord("A") == len(options):
-            options.append(match.group(2))
-        elif options and match and match.group(1) == "A":
-            options = [match.group(2)]
-    return tuple(options)
-
-
-def _choices_inline(question: str) -> tuple[str, ...]:
-    """Options written inline as `(A) ... (B) ...`."""
-    pieces = _INLINE_OPTION.split(question)
-    letters, texts = pieces[1::2], pieces[2::2]
-    expected = [chr(ord("A") + i) for i in range(len(letters))]
-    if len(letters) < 2 or letters != expected:
-        return ()
-    return tuple(text.strip().rstrip(",;").strip() for text in texts)
-
-
 def _answer_kind(
     row: Mapping[str, Any], question: str, answer: str, position: _Row
 ) -> tuple[str, tuple[str, ...], str]:
@@ -424,7 +434,7 @@ def _answer_kind(
         raise position.error("answer_type", f"one of {list(ANSWER_TYPES)}", explicit)
     letter = _choice_letter(answer, choices)
     if explicit == "choice" and letter is None and not choices:
-        letter = _letter_only(answer)
+        letter = bare_letter(answer)
     if explicit == "choice" or (explicit is None and letter is not None):
         if letter is None:
             raise position.error("answer", "an option letter (or option text) for a choice question", answer)
@@ -436,22 +446,12 @@ def _answer_kind(
     return "text", choices, answer
 
 
-def _letter_only(answer: str) -> str | None:
-    """The upper-cased letter when `answer` is a lone option letter (`B`, `(b)`, `B.`), else None."""
-    match = _LETTER_ANSWER.match(answer)
-    return match.group(1).upper() if match else None
-
-
 def _choice_letter(answer: str, choices: tuple[str, ...]) -> str | None:
     """The option letter `answer` names among `choices` (as a letter or as option text), or None."""
-    letter = _letter_only(answer)
+    letter = bare_letter(answer)
     if letter is not None:
-        return letter if ord(letter) - ord("A") < len(choices) else None
-    wanted = normalize_text(answer)
-    for index, option in enumerate(choices):
-        if normalize_text(option) == wanted:
-            return chr(ord("A") + index)
-    return None
+        return letter if choice_index(letter) < len(choices) else None
+    return letter_of_option_text(answer, choices)
 
 
 def _explicit_choices(row: Mapping[str, Any], position: _Row) -> tuple[str, ...]:

@@ -6,14 +6,12 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Union
+from typing import Any, Mapping, Union
 
 from PIL import Image
 
 from pyvision_env import info as keys
-
-AnswerType = Literal["choice", "number", "text"]
-ANSWER_TYPES: tuple[str, ...] = ("choice", "number", "text")
+from pyvision_env.answers import ANSWER_TYPES, AnswerType
 
 # A task image is either a file on disk or a picture already in memory (built-in families).
 ImageSource = Union[Path, Image.Image]

@@ -269,9 +269,9 @@ def test_a_group_with_only_errors_fails_the_command_and_names_the_error(tmp_path
 
 @pytest.mark.parametrize("args, message", [
     (["--episodes", "0"], "--episodes must be at least 1, got 0"),
-    (["--env-opt", "max_turn=3"], "PyVisionImage-v0 has no option 'max_turn'. Did you mean 'max_turns'?"),
+    (["--env-opt", "max_turn=3"], "unknown env option 'max_turn'; did you mean 'max_turns'?"),
     (["--env-opt", "max_turns=many"], "PyVisionImage-v0 rejects max_turns='many'"),
-    (["--env-opt", "chat_form=3"], "chat_form must be 'observation' or 'inline', got 3"),
+    (["--env-opt", "chat_form=3"], "chat_form must be one of 'observation', 'inline', got 3 (int)"),
     (["--data-path", "missing.jsonl"], "missing.jsonl: data file not found"),
     (["--agent", "solvr"], "unknown agent 'solvr'"),
     (["--agent", "openai:m", "--agent-opt", "tempreature=0.5"], "bad option for agent 'openai:m'"),

@@ -16,7 +16,7 @@ from pyvision_agents.base import AgentFailure  # noqa: E402
 from pyvision_agents.cli import main  # noqa: E402
 from pyvision_agents.registry import AGENTS  # noqa: E402
 from pyvision_agents.runner import EpisodeRecord  # noqa: E402
-from pyvision_agents.scripted import SolverAgent  # noqa: E402
+from pyvision_agents.scripted import SolverAgent, answer_turn  # noqa: E402
 from pyvision_agents.sft_export import MANIFEST_FILE, episode_row, export_sft  # noqa: E402
 
 ENV = "PyVisionImage-v0"
@@ -58,14 +58,24 @@ def test_images_round_trip_exactly(tmp_path):
     assert row["messages"][0]["content"][0]["type"] == "image"
 
 
+class WrongAgent:
+    """Answers every question at once, always wrongly."""
+
+    name = "wrong"
+
+    def act(self, contexts):
+        return [answer_turn("not an answer to anything") for _ in contexts]
+
+
 def test_incorrect_episodes_are_left_out_unless_asked(tmp_path, monkeypatch):
+    monkeypatch.setitem(AGENTS, "wrong", WrongAgent)
     with pytest.raises(ValueError, match="no episode"):
-        export_sft(ENV, tmp_path / "none", agent="no-tool", episodes=2, env_kwargs=EASY)
+        export_sft(ENV, tmp_path / "none", agent="wrong", episodes=2, env_kwargs=EASY)
     assert list(tmp_path.iterdir()) == []  # nothing written, no temporary folder left
     monkeypatch.setattr(sft_export, "SHARD_ROWS", 2)  # rows reach disk in shards, joined at the end
-    stats = export_sft(ENV, tmp_path / "all", agent="no-tool", episodes=5, env_kwargs=EASY, only_correct=False)
+    stats = export_sft(ENV, tmp_path / "all", agent="wrong", episodes=5, env_kwargs=EASY, only_correct=False)
     rows = load_from_disk(str(stats.path))
-    assert (stats.written, stats.skipped_incorrect) == (5, 0) and not all(rows["correct"])
+    assert (stats.written, stats.skipped_incorrect) == (5, 0) and not any(rows["correct"])
     assert sorted(rows["episode"]) == [0, 1, 2, 3, 4]
     assert [p.name for p in tmp_path.iterdir()] == ["all"]
 

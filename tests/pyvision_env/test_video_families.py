@@ -18,6 +18,7 @@ from PIL import Image  # noqa: E402
 pytest.importorskip("av", reason="rendering video tasks needs PyAV (pip install av)")
 
 from pyvision_env.media.video import open_video  # noqa: E402
+from pyvision_env.tasks.keys import KEY_FILE_ENV  # noqa: E402
 from pyvision_env.tasks.task import ANSWER_TYPES  # noqa: E402
 from pyvision_env.tasks.video_families import CACHE_ENV, VIDEO_FAMILIES, default_cache_dir  # noqa: E402
 from pyvision_env.tasks.video_families import _clip  # noqa: E402
@@ -121,11 +122,16 @@ def test_second_generate_reuses_the_cached_clip(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == [first.videos[0].name]  # no temporary files left
 
 
-def test_knobs_name_the_clip(tmp_path):
+def test_knobs_and_seed_name_the_clip_neutrally(tmp_path, monkeypatch):
     easy = VIDEO_FAMILIES["blink_count"]("easy", cache_dir=tmp_path)
     longer = VIDEO_FAMILIES["blink_count"]("easy", cache_dir=tmp_path, duration_s=25.0)
-    assert easy.clip_path(1) != longer.clip_path(1) and easy.clip_path(1) != easy.clip_path(2)
-    assert easy.clip_path(1).name.startswith("blink_count-")
+    seed = 1234567
+    assert easy.clip_path(seed) != longer.clip_path(seed) and easy.clip_path(seed) != easy.clip_path(seed + 1)
+    name = easy.clip_path(seed).name
+    assert re.fullmatch(r"[0-9a-f]{32}\.mp4", name), name  # no family, difficulty or seed in it
+    assert str(seed) not in name and f"{seed:x}" not in name
+    monkeypatch.setenv(KEY_FILE_ENV, str(tmp_path / "another.key"))
+    assert easy.clip_path(seed).name != name  # a keyed hash: without the key, the name cannot be recomputed
 
 
 def test_cache_folder_follows_the_environment_variable(tmp_path, monkeypatch):
@@ -138,13 +144,25 @@ def test_cache_folder_follows_the_environment_variable(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("difficulty", ["easy", "medium", "hard"])
 @pytest.mark.parametrize("name", FAMILY_NAMES)
-def test_every_preset_plans_a_task(name, difficulty, tmp_path, monkeypatch):
-    """Event timing fits every preset (clips are not rendered here: too slow for hard)."""
-    monkeypatch.setattr(_clip.VideoTaskFamily, "render_clip", lambda self, seed, frames: self.clip_path(seed))
+def test_every_preset_plans_a_task(name, difficulty, tmp_path):
+    """Event timing fits every preset (the plans are drawn, not rendered: too slow for hard)."""
     family = VIDEO_FAMILIES[name](difficulty, cache_dir=tmp_path)
     for seed in SEEDS:
-        task = family.generate(np.random.default_rng(seed), "t")
+        task = family.make_task("t", family.draw(np.random.default_rng(seed)))
         assert task.answer and task.extra["difficulty"] == difficulty
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_base_paints_every_frame_on_a_fresh_backdrop():
+    painted = []
+
+    def paint(frame, index):
+        assert frame.sum() == 0  # a copy of the backdrop: earlier frames' paint does not leak
+        frame[0, 0] = index
+        painted.append(index)
+
+    frames = list(_clip._frames(np.zeros((4, 6, 3), np.uint8), paint, 5))
+    assert painted == [0, 1, 2, 3, 4] and [int(f[0, 0, 0]) for f in frames] == [0, 1, 2, 3, 4]
 
 
 def test_unknown_knob_is_rejected():

@@ -1,8 +1,9 @@
 """The `TaskFamily` base class and the drawing and solver pieces built-in families share.
 
-A family turns a seeded `np.random.Generator` into one `Task` whose single image is large
-and cluttered and whose decisive detail is small: too small to read once a VLM's processor
-shrinks the image to about one megapixel, so the model has to crop, zoom or measure with code.
+A family draws (`draw`) one task from a seeded `np.random.Generator`; `TaskFamily.generate`
+wraps it into a `Task`. An image family's single image is large and cluttered and its
+decisive detail small: too small to read once a VLM's processor shrinks the image to about
+one megapixel, so the model has to crop, zoom or measure with code.
 
 Each family also writes its reference solution: a self-contained Python cell that works on
 the pixels of `image_clue_0` in the sandbox (only `numpy`, `PIL` and `matplotlib`), shows a
@@ -24,7 +25,8 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from pyvision_env.tasks.task import AnswerType, Task
+from pyvision_env.answers import AnswerType, random_choice_letter
+from pyvision_env.tasks.task import Task
 
 DIFFICULTIES: tuple[str, ...] = ("easy", "medium", "hard")
 
@@ -50,11 +52,34 @@ NAMED_COLOURS: Mapping[str, tuple[int, int, int]] = {
 }
 
 
-class TaskFamily(abc.ABC):
-    """A generator of procedural, verifiable image tasks of one kind.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Draft:
+    """What a family draws for one task; `TaskFamily.generate` turns it into a `Task`.
 
-    Subclasses set `name`, `description`, `Knobs` (a frozen dataclass of the family's knobs)
-    and `presets` (difficulty -> `Knobs`), and implement `generate` and `solution_code`.
+    Attributes:
+        question, answer, answer_type, choices: as in `Task`.
+        solver: the reference solution's parameters (never the answer): `Task.extra["solver"]`.
+        grading: how a number answer is graded ("exact" or "mra"), or None for the default.
+        images: the task's pictures, in clue order (image families).
+    """
+
+    question: str
+    answer: str
+    answer_type: AnswerType
+    solver: Mapping[str, Any]
+    choices: Sequence[str] = ()
+    grading: str | None = None
+    images: Sequence[Image.Image] = ()
+
+
+class TaskFamily(abc.ABC):
+    """A generator of procedural, verifiable tasks of one kind.
+
+    Subclasses set `name`, `description`, `Knobs` (a frozen dataclass of the family's
+    knobs) and `presets` (difficulty -> `Knobs`), and implement `draw` and `solution_code`;
+    `generate` owns the rest of the pipeline (for video, `VideoTaskFamily` adds seeding,
+    rendering and caching). `title`, the family's part of its env id
+    (`PyVisionImage-<title>-v0`), is `name` in CamelCase unless the subclass sets it.
 
     Args:
         difficulty: "easy", "medium" or "hard": picks the preset knob values.
@@ -62,9 +87,15 @@ class TaskFamily(abc.ABC):
     """
 
     name: ClassVar[str]
+    title: ClassVar[str]
     description: ClassVar[str]
     Knobs: ClassVar[type]
     presets: ClassVar[Mapping[str, Any]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__ and "title" not in cls.__dict__:
+            cls.title = "".join(word.capitalize() for word in cls.name.split("_"))
 
     def __init__(self, difficulty: str = "medium", **knobs: Any) -> None:
         if difficulty not in DIFFICULTIES:
@@ -76,57 +107,58 @@ class TaskFamily(abc.ABC):
         self.difficulty = difficulty
         self.knobs = dataclasses.replace(self.presets[difficulty], **knobs)
 
-    @abc.abstractmethod
     def generate(self, rng: np.random.Generator, task_id: str) -> Task:
-        """Draw one task from `rng` (the only source of randomness)."""
+        """Draw one task from `rng` (the only source of randomness) and call it `task_id`."""
+        return self.make_task(task_id, self.draw(rng))
+
+    @abc.abstractmethod
+    def draw(self, rng: np.random.Generator) -> Draft:
+        """The family's part of `generate`: the question, the answer and the media, from `rng`."""
 
     @abc.abstractmethod
     def solution_code(self, task: Task) -> str:
-        """A Python cell that solves `task` from the pixels of `image_clue_0`."""
+        """A Python cell that solves `task` from the pixels of its media in the sandbox."""
+
+    def task_knobs(self, task: Task) -> Any:
+        """The knobs `task` was generated with (from `task.extra["knobs"]`), whatever this instance's preset."""
+        knobs = task.extra.get("knobs")
+        if not isinstance(knobs, Mapping):
+            raise ValueError(f"task {task.id!r} carries no knobs in task.extra; pass the task's extra as the env gives it")
+        return self.Knobs(**knobs)
 
     def chance_answer(self, task: Task, rng: np.random.Generator) -> str:
-        """A guess made from the question alone: the no-tool baseline.
+        """A guess made from the task as an agent sees it, without its media: the no-tool baseline.
 
         A random choice letter for multiple choice; for a number, a random integer in the
-        range the question states ("an integer from LO to HI").
+        range the question states ("an integer from LO to HI"). Families whose answers are
+        otherwise shaped override this, reading the task's own knobs (`task_knobs`), never
+        this instance's, so one default-configured family guesses for every difficulty.
         """
         if task.choices:
-            return "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[int(rng.integers(len(task.choices)))]
+            return random_choice_letter(rng, len(task.choices))
         found = re.search(r"an integer from (\d+) to (\d+)", task.question)
         if found is None:
             raise NotImplementedError(f"{type(self).__name__} must override chance_answer")
         low, high = int(found.group(1)), int(found.group(2))
         return str(int(rng.integers(low, high + 1)))
 
-    def make_task(
-        self,
-        task_id: str,
-        question: str,
-        answer: str,
-        answer_type: AnswerType,
-        solver: Mapping[str, Any],
-        *,
-        images: Sequence[Image.Image] = (),
-        videos: Sequence[Path] = (),
-        choices: Sequence[str] = (),
-        grading: str | None = None,
-    ) -> Task:
-        """Wrap generated media and a question into a `Task` with the standard `extra` keys."""
+    def make_task(self, task_id: str, draft: Draft, videos: Sequence[Path] = ()) -> Task:
+        """Wrap a draft (and, for video, its rendered clips) into a `Task` with the standard `extra` keys."""
         extra = {
             "family": self.name,
             "difficulty": self.difficulty,
             "knobs": dataclasses.asdict(self.knobs),
-            "solver": dict(solver),
+            "solver": dict(draft.solver),
         }
-        if grading is not None:
-            extra["grading"] = grading
+        if draft.grading is not None:
+            extra["grading"] = draft.grading
         return Task(
             id=task_id,
-            question=question,
-            answer=answer,
-            answer_type=answer_type,
-            choices=tuple(choices),
-            images=tuple(images),
+            question=draft.question,
+            answer=draft.answer,
+            answer_type=draft.answer_type,
+            choices=tuple(draft.choices),
+            images=tuple(draft.images),
             videos=tuple(videos),
             source=f"builtin/{self.name}",
             extra=extra,

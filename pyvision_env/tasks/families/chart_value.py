@@ -20,13 +20,22 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from pyvision_env.tasks.families.base import COLOUR_MASK, SHOW_CROP, TaskFamily, random_code, solver_cell
+from pyvision_env.tasks.families.base import (
+    CODE_ALPHABET,
+    COLOUR_MASK,
+    SHOW_CROP,
+    Draft,
+    TaskFamily,
+    random_code,
+    solver_cell,
+)
 from pyvision_env.tasks.task import Task
 
 SERIES = (("north", (31, 119, 180)), ("south", (255, 127, 14)), ("east", (44, 160, 44)), ("west", (214, 39, 40)))
 GRID_RGB = (150, 150, 150)
 MINOR_GRID_RGB = (225, 225, 225)
-LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"
+# Category labels: three letters of the code alphabet (letters that stay distinct when tiny).
+LABEL_LETTERS = "".join(c for c in CODE_ALPHABET if c.isalpha())
 
 
 @dataclass(frozen=True)
@@ -53,13 +62,13 @@ class ChartValue(TaskFamily):
                                 tick_fontsize=5.0),
     }
 
-    def generate(self, rng: np.random.Generator, task_id: str) -> Task:
+    def draw(self, rng: np.random.Generator) -> Draft:
         k = self.knobs
         if not 1 <= k.n_series <= len(SERIES) or k.y_max % k.y_step:
             raise ValueError(f"n_series must be 1..{len(SERIES)} and y_max a multiple of y_step, got {k}")
         labels: list[str] = []
         while len(labels) < k.n_categories:
-            label = random_code(rng, 3, LETTERS)
+            label = random_code(rng, 3, LABEL_LETTERS)
             if label not in labels:
                 labels.append(label)
         values = rng.integers(1, k.y_max, size=(k.n_series, k.n_categories))
@@ -79,8 +88,8 @@ class ChartValue(TaskFamily):
             "labels": labels,
             "category": labels[category],
         }
-        return self.make_task(task_id, question, str(int(values[series, category])), "number", solver,
-                              images=(image,))
+        return Draft(question=question, answer=str(int(values[series, category])), answer_type="number",
+                     solver=solver, images=(image,))
 
     def solution_code(self, task: Task) -> str:
         return solver_cell(task.extra["solver"], COLOUR_MASK, SHOW_CROP, """

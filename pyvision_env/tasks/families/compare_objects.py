@@ -22,12 +22,14 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import ImageDraw
 
+from pyvision_env.answers import choice_letter, inline_options
 from pyvision_env.tasks.families.base import (
     CODE_ALPHABET,
     COLOUR_MASK,
     COMPONENTS,
     READ_CODE,
     SHOW_CROP,
+    Draft,
     TaskFamily,
     background,
     draw_clutter,
@@ -80,7 +82,7 @@ class CompareObjects(TaskFamily):
                                     min_dot_diff=1, min_size_diff=2, min_shade_diff=15, n_clutter=500, n_text=160),
     }
 
-    def generate(self, rng: np.random.Generator, task_id: str) -> Task:
+    def draw(self, rng: np.random.Generator) -> Draft:
         k = self.knobs
         kind = k.kinds[int(rng.integers(len(k.kinds)))]
         labels = unique_labels(rng, k.n_cards)
@@ -101,16 +103,14 @@ class CompareObjects(TaskFamily):
             draw_code(draw, (x + PAD, y + PAD), label, k.font_size, LABEL_RGB)
             self._draw_content(draw, rng, x + PAD, y + top, kind, value)
 
-        if rng.integers(2):
-            first, second = second, first
-            answer = "B"
-        else:
-            answer = "A"
         choices = (labels[first], labels[second])
+        answer = choice_letter(0)
+        if rng.integers(2):
+            choices, answer = choices[::-1], choice_letter(1)
         question = (
             "The image contains many small cards, each marked with a tiny two-character label. "
             f"{QUESTIONS[kind]}: the card labelled {choices[0]} or the card labelled {choices[1]}? "
-            f"(A) {choices[0]} (B) {choices[1]}. Answer with the letter."
+            f"{inline_options(choices)}. Answer with the letter."
         )
         solver = {
             "kind": kind,
@@ -126,8 +126,8 @@ class CompareObjects(TaskFamily):
             "alphabet": CODE_ALPHABET,
             "labels": choices,
         }
-        return self.make_task(task_id, question, answer, "choice", solver, images=(image,),
-                              choices=choices)
+        return Draft(question=question, answer=answer, answer_type="choice", solver=solver, choices=choices,
+                     images=(image,))
 
     def _value(self, rng: np.random.Generator, kind: str) -> int:
         """A random dot count, circle diameter or grey level."""

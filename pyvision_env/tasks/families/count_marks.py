@@ -25,6 +25,7 @@ from pyvision_env.tasks.families.base import (
     COMPONENTS,
     NAMED_COLOURS,
     SHOW_CROP,
+    Draft,
     TaskFamily,
     background,
     draw_clutter,
@@ -59,7 +60,7 @@ class CountMarks(TaskFamily):
                                 similar_colours=True, n_clutter=500),
     }
 
-    def generate(self, rng: np.random.Generator, task_id: str) -> Task:
+    def draw(self, rng: np.random.Generator) -> Draft:
         k = self.knobs
         names = list(NAMED_COLOURS)
         target_name = names[int(rng.integers(len(names)))]
@@ -85,7 +86,7 @@ class CountMarks(TaskFamily):
             f"shape and do not count. Answer with an integer from {lo} to {hi}."
         )
         solver = {"rgb": target[0], "shape": target[1], "tolerance": 24}
-        return self.make_task(task_id, question, str(count), "number", solver, images=(image,))
+        return Draft(question=question, answer=str(count), answer_type="number", solver=solver, images=(image,))
 
     def _distractor(self, rng: np.random.Generator, target: tuple) -> tuple:
         """A mark that shares at most one of the target's colour and shape."""

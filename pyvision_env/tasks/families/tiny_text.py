@@ -27,6 +27,7 @@ from pyvision_env.tasks.families.base import (
     NAMED_COLOURS,
     READ_CODE,
     SHOW_CROP,
+    Draft,
     TaskFamily,
     background,
     draw_clutter,
@@ -66,7 +67,7 @@ class TinyText(TaskFamily):
         "hard": TinyTextKnobs(width=3200, height=2400, font_size=9, code_length=6, n_boxes=12, n_clutter=500, n_text=160),
     }
 
-    def generate(self, rng: np.random.Generator, task_id: str) -> Task:
+    def draw(self, rng: np.random.Generator) -> Draft:
         k = self.knobs
         names = [list(NAMED_COLOURS)[i] for i in rng.permutation(len(NAMED_COLOURS))[: k.n_boxes]]
         codes = [random_code(rng, k.code_length) for _ in names]
@@ -95,7 +96,7 @@ class TinyText(TaskFamily):
             "n_chars": k.code_length,
             "alphabet": CODE_ALPHABET,
         }
-        return self.make_task(task_id, question, codes[0], "text", solver, images=(image,))
+        return Draft(question=question, answer=codes[0], answer_type="text", solver=solver, images=(image,))
 
     def solution_code(self, task: Task) -> str:
         return solver_cell(task.extra["solver"], COLOUR_MASK, DENSE_BOX, READ_CODE, SHOW_CROP, """

@@ -1,8 +1,8 @@
 """Built-in video task families: procedural clips whose decisive events last a few frames.
 
-Each family renders a seeded H.264 clip (cached, see `_clip.default_cache_dir`) and asks
-about something a handful of uniformly sampled frames misses, so a model has to pull the
-frames it needs by code through `video_clue_0`.
+Each family plans a seeded clip (`draw`) that `VideoTaskFamily` renders to H.264 once and
+caches (see `_clip.default_cache_dir`), and asks about something a handful of uniformly
+sampled frames misses, so a model has to pull the frames it needs by code through `video_clue_0`.
 """
 
 from __future__ import annotations

@@ -1,16 +1,17 @@
-"""What the built-in video families share: the clip cache, event timing, drawing, solver snippets.
+"""What the built-in video families share: the generation pipeline, the clip cache, timing, drawing, solver snippets.
 
-A video family draws every task parameter from one sub-seed, so a clip is fully named by
-(family, knobs, sub-seed) and rendered once into the cache folder:
-`$PYVISION_ENV_CACHE/videos` (default `~/.cache/pyvision_env/videos`), or the folder
-given as the family's `cache_dir` argument.
+`VideoTaskFamily.generate` owns the pipeline: one draw from the episode's generator seeds a
+clip generator; the family's `draw` plans the task from it (question, answer, and how to
+paint each frame); the base adds a backdrop and renders the clip once into the cache
+folder: `$PYVISION_ENV_CACHE/videos` (default `~/.cache/pyvision_env/videos`), or the
+family's `cache_dir` argument. A clip's file name is a keyed hash of (family, knobs,
+clip seed) (see `pyvision_env.tasks.keys.neutral_name`): it tells nothing without the key.
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
-import hashlib
-import json
 import os
 import textwrap
 from pathlib import Path
@@ -19,7 +20,9 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from pyvision_env.media.encode import write_video
-from pyvision_env.tasks.families.base import TaskFamily, background
+from pyvision_env.tasks.families.base import Draft, TaskFamily, background
+from pyvision_env.tasks.keys import neutral_name
+from pyvision_env.tasks.task import Task
 
 CACHE_ENV = "PYVISION_ENV_CACHE"
 # Bump when rendering changes, so clips cached by an older version are not reused.
@@ -53,8 +56,21 @@ class ClipKnobs:
         return int(round(self.fps * self.duration_s))
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ClipDraft(Draft):
+    """A video family's draft: every frame of the clip is the backdrop with `paint(frame, index)` drawn on it.
+
+    `paint` draws in place on a fresh copy of the backdrop, for index 0, 1, ..., num_frames - 1.
+    """
+
+    paint: Callable[[np.ndarray, int], None]
+
+
 class VideoTaskFamily(TaskFamily):
     """A `TaskFamily` whose task is one generated H.264 clip (`Task.videos[0]`).
+
+    Subclasses implement `draw` (a `ClipDraft` from the clip generator) and
+    `solution_code`; seeding, the backdrop, rendering and caching happen here.
 
     Args:
         difficulty: "easy", "medium" or "hard": picks the preset knob values.
@@ -66,21 +82,37 @@ class VideoTaskFamily(TaskFamily):
         super().__init__(difficulty, **knobs)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
 
-    def clip_path(self, seed: int) -> Path:
-        """The cache file for the clip of sub-seed `seed` under the current knobs."""
-        spec = json.dumps(
-            {"family": self.name, "version": RENDER_VERSION, "knobs": dataclasses.asdict(self.knobs)},
-            sort_keys=True,
-        )
-        digest = hashlib.sha256(spec.encode()).hexdigest()[:12]
-        return self.cache_dir / f"{self.name}-{digest}-{seed}.mp4"
+    def generate(self, rng: np.random.Generator, task_id: str) -> Task:
+        """Draw one task from `rng`: one draw seeds the clip generator, from which the whole task follows."""
+        seed = sub_seed(rng)
+        crng = np.random.default_rng(seed)
+        draft = self.draw(crng)
+        backdrop = np.asarray(background(crng, self.knobs.width, self.knobs.height), dtype=np.uint8)
+        return self.make_task(task_id, draft, videos=(self.render_clip(seed, backdrop, draft.paint),))
 
-    def render_clip(self, seed: int, frames: Callable[[], Iterator[np.ndarray]]) -> Path:
-        """The clip for `seed`, encoded from `frames()` only when it is not cached yet."""
+    @abc.abstractmethod
+    def draw(self, rng: np.random.Generator) -> ClipDraft:
+        """The family's part: plan the task (question, answer, `paint`) from the clip generator `rng`."""
+
+    def clip_path(self, seed: int) -> Path:
+        """The cache file for the clip of clip seed `seed` under the current knobs (a neutral name)."""
+        name = neutral_name("clip", self.name, RENDER_VERSION, dataclasses.asdict(self.knobs), seed)
+        return self.cache_dir / f"{name}.mp4"
+
+    def render_clip(self, seed: int, backdrop: np.ndarray, paint: Callable[[np.ndarray, int], None]) -> Path:
+        """The clip for `seed`, encoded frame by frame only when it is not cached yet."""
         path = self.clip_path(seed)
         if not (path.is_file() and path.stat().st_size > 0):
-            write_video(path, frames(), self.knobs.fps, gop=GOP, crf=CRF)
+            write_video(path, _frames(backdrop, paint, self.knobs.num_frames), self.knobs.fps, gop=GOP, crf=CRF)
         return path
+
+
+def _frames(backdrop: np.ndarray, paint: Callable[[np.ndarray, int], None], count: int) -> Iterator[np.ndarray]:
+    """`count` frames: each a copy of `backdrop` that `paint` drew on."""
+    for index in range(count):
+        frame = backdrop.copy()
+        paint(frame, index)
+        yield frame
 
 
 def sub_seed(rng: np.random.Generator) -> int:
@@ -105,11 +137,6 @@ def spaced_starts(rng: np.random.Generator, n_frames: int, k: int, length: int, 
 
 
 # ---------------------------------------------------------------- drawing
-
-
-def backdrop(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    """A muted, blotchy background frame (no saturated colour occurs in it)."""
-    return np.asarray(background(rng, width, height), dtype=np.uint8).copy()
 
 
 def fill_rect(frame: np.ndarray, box: Sequence[int], colour: Sequence[int]) -> None:

@@ -21,13 +21,12 @@ import numpy as np
 from pyvision_env.tasks.families.base import NAMED_COLOURS
 from pyvision_env.tasks.task import Task
 from pyvision_env.tasks.video_families._clip import (
+    ClipDraft,
     ClipKnobs,
     VideoTaskFamily,
-    backdrop,
     fill_disc,
     format_seconds,
     spaced_starts,
-    sub_seed,
     video_solver_cell,
 )
 
@@ -55,35 +54,28 @@ class BlinkCount(VideoTaskFamily):
         "hard": BlinkCountKnobs(fps=20.0, duration_s=150.0, blink_frames=2, min_count=5, max_count=25, n_distractors=12),
     }
 
-    def generate(self, rng: np.random.Generator, task_id: str) -> Task:
-        seed = sub_seed(rng)
+    def draw(self, crng: np.random.Generator) -> ClipDraft:
         k = self.knobs
-        crng = np.random.default_rng(seed)
         n, length = k.num_frames, k.blink_frames
         count = int(crng.integers(k.min_count, k.max_count + 1))
         green = spaced_starts(crng, n, count, length, gap=2 * length)
         orange = spaced_starts(crng, n, k.n_distractors, length, gap=2 * length) if k.n_distractors else []
         lamps = [(k.width * 0.3, k.height * 0.5), (k.width * 0.7, k.height * 0.5)]
         crng.shuffle(lamps)
-        bg = backdrop(crng, k.width, k.height)
 
-        def frames():
-            for i in range(n):
-                frame = bg.copy()
-                for (cx, cy), starts, colour in zip(lamps, (green, orange), ("green", "orange")):
-                    lit = any(s <= i < s + length for s in starts)
-                    fill_disc(frame, cx, cy, RADIUS, NAMED_COLOURS[colour] if lit else LAMP_OFF)
-                yield frame
+        def paint(frame: np.ndarray, i: int) -> None:
+            for (cx, cy), starts, colour in zip(lamps, (green, orange), ("green", "orange")):
+                lit = any(s <= i < s + length for s in starts)
+                fill_disc(frame, cx, cy, RADIUS, NAMED_COLOURS[colour] if lit else LAMP_OFF)
 
-        video = self.render_clip(seed, frames)
         question = (
             f"In this {format_seconds(k.duration_s)}-second video a lamp briefly lights up green now and then "
             "(another lamp may blink orange). How many times does the lamp blink green? "
             f"Answer with an integer from {k.min_count} to {k.max_count}."
         )
         solver = {"colour": list(NAMED_COLOURS["green"]), "tol": 60, "min_pixels": 12, "stride": length}
-        return self.make_task(task_id, question, str(count), "number", solver, videos=(video,),
-                              grading="exact")
+        return ClipDraft(question=question, answer=str(count), answer_type="number", solver=solver,
+                         grading="exact", paint=paint)
 
     def solution_code(self, task: Task) -> str:
         return video_solver_cell(task.extra["solver"], SOLVE)

@@ -18,12 +18,11 @@ import numpy as np
 
 from pyvision_env.tasks.task import Task
 from pyvision_env.tasks.video_families._clip import (
+    ClipDraft,
     ClipKnobs,
     VideoTaskFamily,
-    backdrop,
     fill_rect,
     format_seconds,
-    sub_seed,
     video_solver_cell,
 )
 
@@ -68,10 +67,8 @@ class DigitAtTime(VideoTaskFamily):
         "hard": DigitAtTimeKnobs(fps=20.0, duration_s=150.0, min_segment_frames=3, max_segment_frames=40),
     }
 
-    def generate(self, rng: np.random.Generator, task_id: str) -> Task:
-        seed = sub_seed(rng)
+    def draw(self, crng: np.random.Generator) -> ClipDraft:
         k = self.knobs
-        crng = np.random.default_rng(seed)
         n = k.num_frames
         digits, starts = self._schedule(crng, n)
         shown = np.repeat(digits, np.diff([*starts, n]))
@@ -81,25 +78,20 @@ class DigitAtTime(VideoTaskFamily):
         x, y = int(crng.integers(10, k.width - w - 20)), int(crng.integers(10, k.height - h - 20))
         segments = segment_boxes(x, y, w, h, t)
         panel = [x - t, y - t, x + w + t, y + h + t]
-        bg = backdrop(crng, k.width, k.height)
 
-        def frames():
-            for i in range(n):
-                frame = bg.copy()
-                fill_rect(frame, panel, PANEL)
-                lit = DIGIT_SEGMENTS[str(shown[i])]
-                for name, box in segments.items():
-                    fill_rect(frame, box, LIT if name in lit else UNLIT)
-                yield frame
+        def paint(frame: np.ndarray, i: int) -> None:
+            fill_rect(frame, panel, PANEL)
+            lit = DIGIT_SEGMENTS[str(shown[i])]
+            for name, box in segments.items():
+                fill_rect(frame, box, LIT if name in lit else UNLIT)
 
-        video = self.render_clip(seed, frames)
         moment = format_seconds((query + 0.5) / k.fps)
         question = (
             f"In this {format_seconds(k.duration_s)}-second video a display shows a digit that changes often. "
             f"Which digit does it show at t = {moment} s? Answer with the digit."
         )
         solver = {"time": float(moment), "segments": segments, "digits": DIGIT_SEGMENTS}
-        return self.make_task(task_id, question, str(shown[query]), "text", solver, videos=(video,))
+        return ClipDraft(question=question, answer=str(shown[query]), answer_type="text", solver=solver, paint=paint)
 
     def _schedule(self, crng: np.random.Generator, n: int) -> tuple[np.ndarray, list[int]]:
         """Digits and the frame each starts at; consecutive digits differ."""

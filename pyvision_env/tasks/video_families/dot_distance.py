@@ -21,12 +21,11 @@ import numpy as np
 from pyvision_env.tasks.families.base import NAMED_COLOURS
 from pyvision_env.tasks.task import Task
 from pyvision_env.tasks.video_families._clip import (
+    ClipDraft,
     ClipKnobs,
     VideoTaskFamily,
-    backdrop,
     fill_disc,
     format_seconds,
-    sub_seed,
     video_solver_cell,
 )
 
@@ -53,30 +52,23 @@ class DotDistance(VideoTaskFamily):
         "hard": DotDistanceKnobs(fps=20.0, duration_s=120.0, min_move_frames=6, max_move_frames=40, pause_frames=40),
     }
 
-    def generate(self, rng: np.random.Generator, task_id: str) -> Task:
-        seed = sub_seed(rng)
+    def draw(self, crng: np.random.Generator) -> ClipDraft:
         k = self.knobs
-        crng = np.random.default_rng(seed)
         path = self._trajectory(crng, k.num_frames)
         distance = float(np.linalg.norm(np.diff(path, axis=0), axis=1).sum())
-        bg = backdrop(crng, k.width, k.height)
         red = NAMED_COLOURS["red"]
 
-        def frames():
-            for x, y in path:
-                frame = bg.copy()
-                fill_disc(frame, x, y, RADIUS, red)
-                yield frame
+        def paint(frame: np.ndarray, i: int) -> None:
+            fill_disc(frame, path[i][0], path[i][1], RADIUS, red)
 
-        video = self.render_clip(seed, frames)
         question = (
             f"In this {format_seconds(k.duration_s)}-second video ({k.width}x{k.height} pixels) a red dot moves "
             "in straight lines, changing direction and sometimes pausing. How far does it travel in total, "
             "in pixels? Answer with a number."
         )
         solver = {"colour": list(red), "tol": 60, "stride": max(1, k.min_move_frames // 3)}
-        return self.make_task(task_id, question, f"{distance:.1f}", "number", solver, videos=(video,),
-                              grading="mra")
+        return ClipDraft(question=question, answer=f"{distance:.1f}", answer_type="number", solver=solver,
+                         grading="mra", paint=paint)
 
     def _trajectory(self, crng: np.random.Generator, n: int) -> np.ndarray:
         """(n, 2) sub-pixel dot centres: straight moves between waypoints, and pauses."""
@@ -97,8 +89,17 @@ class DotDistance(VideoTaskFamily):
         return video_solver_cell(task.extra["solver"], SOLVE)
 
     def chance_answer(self, task: Task, rng: np.random.Generator) -> str:
-        k = self.knobs
-        return f"{rng.uniform(0.5, 2.0) * k.num_frames * (k.width + k.height) / 4 / k.max_move_frames:.1f}"
+        """The expected path length of the task's knobs, times a random factor in 0.5..1.5.
+
+        Expected length: (moves in the clip) x (mean move), a move with its pause taking
+        (min + max move frames) / 2 + pause_frames / 2 frames on average, and a move's mean
+        length about 0.5214 x sqrt(area), the mean distance between two random points of a
+        square of the area the dot roams.
+        """
+        k = self.task_knobs(task)
+        moves = k.num_frames / ((k.min_move_frames + k.max_move_frames) / 2 + k.pause_frames / 2)
+        mean_move = 0.5214 * np.sqrt((k.width - 2 * MARGIN) * (k.height - 2 * MARGIN))
+        return f"{rng.uniform(0.5, 1.5) * moves * mean_move:.1f}"
 
 
 SOLVE = """

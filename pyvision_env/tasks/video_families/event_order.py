@@ -20,22 +20,21 @@ from typing import Any
 
 import numpy as np
 
+from pyvision_env.answers import choice_letter, option_lines
 from pyvision_env.tasks.families.base import NAMED_COLOURS
 from pyvision_env.tasks.task import Task
 from pyvision_env.tasks.video_families._clip import (
+    ClipDraft,
     ClipKnobs,
     VideoTaskFamily,
-    backdrop,
     fill_rect,
     format_seconds,
     random_box,
     spaced_starts,
-    sub_seed,
     video_solver_cell,
 )
 
 COLOURS = ("red", "green", "blue", "yellow", "magenta", "cyan")
-LETTERS = "ABCD"
 
 
 @dataclass(frozen=True)
@@ -61,34 +60,26 @@ class EventOrder(VideoTaskFamily):
         if self.knobs.n_events not in (2, 3):
             raise ValueError(f"n_events must be 2 or 3, got {self.knobs.n_events}")
 
-    def generate(self, rng: np.random.Generator, task_id: str) -> Task:
-        seed = sub_seed(rng)
+    def draw(self, crng: np.random.Generator) -> ClipDraft:
         k = self.knobs
-        crng = np.random.default_rng(seed)
         n, length = k.num_frames, k.event_frames
         names = [COLOURS[i] for i in crng.choice(len(COLOURS), size=k.n_events, replace=False)]
         starts = spaced_starts(crng, n, k.n_events, length, gap=2 * length)  # in order: names[0] first
         side = min(k.width, k.height) // 4
         boxes = [random_box(crng, k.width, k.height, side, side) for _ in names]
-        bg = backdrop(crng, k.width, k.height)
 
-        def frames():
-            for i in range(n):
-                frame = bg.copy()
-                for start, name, box in zip(starts, names, boxes):
-                    if start <= i < start + length:
-                        fill_rect(frame, box, NAMED_COLOURS[name])
-                yield frame
+        def paint(frame: np.ndarray, i: int) -> None:
+            for start, name, box in zip(starts, names, boxes):
+                if start <= i < start + length:
+                    fill_rect(frame, box, NAMED_COLOURS[name])
 
-        video = self.render_clip(seed, frames)
         choices, answer = self._choices(crng, names)
         mentioned = sorted(names)
         listed = ", ".join(mentioned[:-1]) + f" and {mentioned[-1]}"
         ask = "Which one flashes first?" if k.n_events == 2 else "In what order do they flash?"
-        options = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(choices))
         question = (
             f"In this {format_seconds(k.duration_s)}-second video, squares coloured {listed} each flash once, "
-            f"briefly. {ask}\n{options}\nAnswer with the option's letter."
+            f"briefly. {ask}\n{option_lines(choices)}\nAnswer with the option's letter."
         )
         solver = {
             "colours": {name: list(NAMED_COLOURS[name]) for name in mentioned},
@@ -96,24 +87,25 @@ class EventOrder(VideoTaskFamily):
             "min_pixels": 50,
             "stride": length,
         }
-        return self.make_task(task_id, question, answer, "choice", solver, videos=(video,),
-                              choices=choices)
+        return ClipDraft(question=question, answer=answer, answer_type="choice", solver=solver, choices=choices,
+                         paint=paint)
 
     @staticmethod
     def _choices(crng: np.random.Generator, order: list[str]) -> tuple[list[str], str]:
         """Choice texts in letter order, and the letter of the right one."""
         if len(order) == 2:
             choices = sorted(order)
-            return choices, LETTERS[choices.index(order[0])]
+            return choices, choice_letter(choices.index(order[0]))
         orders = [", then ".join(p) for p in itertools.permutations(order)]
         right = orders[0]
         wrong = [orders[i] for i in crng.choice(np.arange(1, len(orders)), size=3, replace=False)]
         choices = [right, *wrong]
         crng.shuffle(choices)
-        return choices, LETTERS[choices.index(right)]
+        return choices, choice_letter(choices.index(right))
 
     def solution_code(self, task: Task) -> str:
-        return video_solver_cell(task.extra["solver"], f"choices = {list(task.choices)!r}", SOLVE)
+        letters = {text: choice_letter(i) for i, text in enumerate(task.choices)}
+        return video_solver_cell(task.extra["solver"], f"letters = {letters!r}", SOLVE)
 
 
 SOLVE = """
@@ -124,5 +116,5 @@ order = sorted(first, key=first.get)
 vr.show([first[name] for name in order])
 print(f"checked {len(indices)} of {n} frames; first seen at {first}")
 wanted = order[0] if len(order) == 2 else ', then '.join(order)
-print(f"ANSWER: {'ABCD'[choices.index(wanted)]}")
+print(f"ANSWER: {letters[wanted]}")
 """

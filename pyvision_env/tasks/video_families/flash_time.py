@@ -21,14 +21,13 @@ import numpy as np
 from pyvision_env.tasks.families.base import NAMED_COLOURS
 from pyvision_env.tasks.task import Task
 from pyvision_env.tasks.video_families._clip import (
+    ClipDraft,
     ClipKnobs,
     VideoTaskFamily,
-    backdrop,
     fill_rect,
     format_seconds,
     random_box,
     spaced_starts,
-    sub_seed,
     video_solver_cell,
 )
 
@@ -53,10 +52,8 @@ class FlashTime(VideoTaskFamily):
         "hard": FlashTimeKnobs(fps=20.0, duration_s=150.0, flash_frames=2, n_distractors=5),
     }
 
-    def generate(self, rng: np.random.Generator, task_id: str) -> Task:
-        seed = sub_seed(rng)
+    def draw(self, crng: np.random.Generator) -> ClipDraft:
         k = self.knobs
-        crng = np.random.default_rng(seed)
         n, length = k.num_frames, k.flash_frames
         lead = n // 5
         events = spaced_starts(crng, n, 1 + k.n_distractors, length, gap=2 * length, lead=lead)
@@ -66,17 +63,12 @@ class FlashTime(VideoTaskFamily):
         for start, colour in zip(events, colours):
             colour = NAMED_COLOURS["red"] if start == red_at else colour
             plan.append((start, colour, random_box(crng, k.width, k.height, k.width // 3, k.height // 3)))
-        bg = backdrop(crng, k.width, k.height)
 
-        def frames():
-            for i in range(n):
-                frame = bg.copy()
-                for start, colour, box in plan:
-                    if start <= i < start + length:
-                        fill_rect(frame, box, colour)
-                yield frame
+        def paint(frame: np.ndarray, i: int) -> None:
+            for start, colour, box in plan:
+                if start <= i < start + length:
+                    fill_rect(frame, box, colour)
 
-        video = self.render_clip(seed, frames)
         question = (
             f"A red rectangle flashes once, briefly, in this {format_seconds(k.duration_s)}-second video "
             "(other colours may flash too). At what time, in seconds, does the red flash begin? "
@@ -84,14 +76,14 @@ class FlashTime(VideoTaskFamily):
         )
         solver = {"colour": list(NAMED_COLOURS["red"]), "tol": 60, "min_pixels": 100, "stride": length}
         answer = format_seconds(red_at / k.fps)
-        return self.make_task(task_id, question, answer, "number", solver, videos=(video,),
-                              grading="mra")
+        return ClipDraft(question=question, answer=answer, answer_type="number", solver=solver, grading="mra",
+                         paint=paint)
 
     def solution_code(self, task: Task) -> str:
         return video_solver_cell(task.extra["solver"], SOLVE)
 
     def chance_answer(self, task: Task, rng: np.random.Generator) -> str:
-        return format_seconds(float(rng.uniform(0, self.knobs.duration_s)))
+        return format_seconds(float(rng.uniform(0, self.task_knobs(task).duration_s)))
 
 
 SOLVE = """
