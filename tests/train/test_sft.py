@@ -95,6 +95,22 @@ def test_the_stock_trl_collator_rejects_the_observation_role(tiny_model, dataset
         DataCollatorForVisionLanguageModeling(processor, assistant_only_loss=True)([row])
 
 
+def test_with_observation_role_user_the_stock_trl_collator_reads_the_export(tiny_model, tmp_path):
+    from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
+
+    out = tmp_path / "user-role"
+    export_sft("PyVisionImage-v0", out, episodes=1, observation_role="user",
+               env_kwargs={"difficulty": "easy", "max_turns": 4})
+    processor = AutoProcessor.from_pretrained(tiny_model)
+    collator = DataCollatorForVisionLanguageModeling(
+        processor, assistant_only_loss=True, chat_template=training_chat_template(processor))
+    row = load_sft_dataset(out)[0]
+    batch = collator([row])
+    ids = batch["input_ids"][0]
+    trained = [processor.tokenizer.decode(ids[start:end]) for start, end in _spans(batch["labels"][0])]
+    assert trained == [m["content"][0]["text"] + "<|im_end|>\n" for m in row["messages"] if m["role"] == "assistant"]
+
+
 def test_sft_steps_lower_the_loss_and_the_checkpoint_loads(tiny_model, dataset_dir, tmp_path):
     out = train_sft(tiny_model, dataset_dir, tmp_path / "sft", max_steps=4, batch_size=2,
                     learning_rate=2e-3, trainer_args={"disable_tqdm": True})
