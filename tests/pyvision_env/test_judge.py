@@ -328,3 +328,23 @@ def test_the_judge_uses_plain_http_not_the_openai_package():
     code = ("import sys, pyvision_env; from pyvision_env.rewards import judge; "
             "assert 'openai' not in sys.modules, 'pyvision_env imported openai'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_benchmark_harness_counts_a_judge_failure_as_an_error_not_a_wrong_answer():
+    runner = pytest.importorskip("pyvision_agents.runner")
+    summary = pytest.importorskip("pyvision_agents.summary")
+
+    class CarAgent:
+        name = "car"
+
+        def act(self, contexts):
+            return [answer_turn("car") for _ in contexts]
+
+    dead = JudgeConfig(base_url=f"http://127.0.0.1:{free_port()}/v1", model="m", timeout=1.0, retries=0)
+    records = [record.to_json() for record in runner.run_episodes(
+        lambda: pyvision_env.PyVisionEnv(tasks=[text_task()], reward=RewardConfig(judge=dead)),
+        CarAgent(), [(0, 0), (1, 1)], env_id="e")]
+    assert [r["end_reason"] for r in records] == ["JUDGE_FAILURE"] * 2
+    assert "unreachable" in records[0]["error"]
+    result = summary.summarize(records, "e", "car")
+    assert (result.errors, result.scored) == (2, 0) and "unreachable" in result.top_error
