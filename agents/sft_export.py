@@ -60,11 +60,12 @@ def episode_row(record: EpisodeRecord, observation_role: str = "observation") ->
     The env's roles are kept: `user` (the prompt), `assistant` (the policy's turns, the only
     ones trained on) and `observation` (interpreter output, PyVision-RL form), renamed to
     `observation_role` (e.g. "user" for a stock TRL collator, which accepts only
-    system/user/assistant/tool).
+    system/user/assistant/tool). Messages after the last assistant turn (the last observation
+    of a truncated episode) are dropped, with their images: nothing would be trained on them.
 
     Raises:
         ValueError: the chat is not a trainable episode: an unknown role, an image inside an
-            assistant turn (the env's inline chat form), no assistant turn, or not ending with one.
+            assistant turn (the env's inline chat form), or no assistant turn.
     """
     messages = []
     for message in record.transcript:
@@ -77,11 +78,14 @@ def episode_row(record: EpisodeRecord, observation_role: str = "observation") ->
             raise ValueError("an assistant turn holds interpreter images: export from an env with "
                              "chat_form='observation', so observations are not trained on")
         messages.append({"role": observation_role if role == "observation" else role, "content": parts})
-    if not messages or messages[-1]["role"] != "assistant":
-        raise ValueError(f"episode {record.episode} does not end with an assistant turn")
+    while messages and messages[-1]["role"] != "assistant":  # a truncated episode's last observation
+        messages.pop()
+    if not messages:
+        raise ValueError(f"episode {record.episode} has no assistant turn")
+    images = record.images[:sum(part["type"] == "image" for m in messages for part in m["content"])]
     return {
         "messages": messages,
-        "images": [{"bytes": _png(image), "path": None} for image in record.images],
+        "images": [{"bytes": _png(image), "path": None} for image in images],
         "env_id": record.env_id,
         "agent": record.agent,
         "episode": record.episode,

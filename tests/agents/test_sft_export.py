@@ -114,10 +114,20 @@ def test_rows_that_cannot_be_trained_on_are_rejected():
                      images=(np.zeros((2, 2, 3), np.uint8),))
     with pytest.raises(ValueError, match="chat_form='observation'"):
         episode_row(inline)
-    with pytest.raises(ValueError, match="assistant turn"):
+    with pytest.raises(ValueError, match="no assistant turn"):
         episode_row(_record([{"role": "user", "content": [{"type": "text", "text": "q"}]}]))
     with pytest.raises(ValueError, match="role"):
         episode_row(_record([{"role": "narrator", "content": []}]))
+
+
+def test_a_truncated_episode_loses_its_last_observation_and_its_images():
+    figure = np.zeros((4, 4, 3), np.uint8)
+    record = _record([{"role": "user", "content": [{"type": "image", "image": 0}, {"type": "text", "text": "q"}]},
+                      {"role": "assistant", "content": [{"type": "text", "text": "<code>c</code>"}]},
+                      {"role": "observation", "content": [{"type": "image", "image": 1}]}],
+                     images=(figure, figure + 1))
+    row = episode_row(record)
+    assert [m["role"] for m in row["messages"]] == ["user", "assistant"] and len(row["images"]) == 1
 
 
 def test_observation_role_can_be_renamed():
