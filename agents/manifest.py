@@ -12,6 +12,7 @@ from typing import Any, Mapping
 import gymnasium as gym
 
 from pyvision_agents.results import RESULTS_FILE, write_text_atomic
+from pyvision_env.tasks.keys import SEED_KEY_ENV, key_fingerprint, seed_key
 
 MANIFEST_FILE = "run.json"
 FORMAT = 1
@@ -36,6 +37,8 @@ class RunManifest:
             a data file's identity is {"path", "size", "sha256"} (a moved file with the same bytes
             is the same data).
         agents: agent name -> {"spec": its spec, "options": its options less `RUN_ONLY_OPTIONS`}.
+        task_key: the fingerprint of the key that turns seeds into built-in tasks
+            (`pyvision_env.tasks.keys`): the same seed is the same task only under the same key.
     """
 
     package_version: str
@@ -43,6 +46,7 @@ class RunManifest:
     episodes: int
     envs: dict[str, dict[str, Any]] = field(default_factory=dict)
     agents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    task_key: str = ""
 
     @classmethod
     def describe(cls, *, seed: int, episodes: int, env_options: Mapping[str, Mapping[str, Any]],
@@ -58,7 +62,8 @@ class RunManifest:
         described = {name: {"spec": spec, "options": _plain({k: v for k, v in options.items()
                                                                if k not in RUN_ONLY_OPTIONS})}
                      for name, (spec, options) in agents.items()}
-        return cls(package_version(), seed, episodes, envs, described)
+        return cls(package_version(), seed, episodes, envs, described,
+                   task_key=key_fingerprint(seed_key()))
 
     def differences(self, earlier: "RunManifest") -> list[str]:
         """What makes this run another run than `earlier` ([] when it may resume it).
@@ -69,6 +74,9 @@ class RunManifest:
         found = []
         if self.package_version != earlier.package_version:
             found.append(f"pyvision-env version was {earlier.package_version}, now {self.package_version}")
+        if self.task_key != earlier.task_key:
+            found.append(f"the built-in task key was {earlier.task_key}, now {self.task_key} (the same "
+                         f"seeds give other tasks; share one with ${SEED_KEY_ENV})")
         if self.seed != earlier.seed:
             found.append(f"--seed was {earlier.seed}, now {self.seed}")
         for env_id in sorted(self.envs.keys() & earlier.envs.keys()):

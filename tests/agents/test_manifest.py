@@ -41,3 +41,16 @@ def test_results_without_a_manifest_are_not_taken_for_this_run(tmp_path):
     with pytest.raises(RunMismatch, match="without a run.json"):
         open_run(tmp_path, manifest())
     assert not (tmp_path / MANIFEST_FILE).exists()
+
+
+def test_a_rerun_under_another_task_key_is_another_run(tmp_path, monkeypatch):
+    """Built-in tasks come from keyed seeds: the same seeds under another key are other tasks."""
+    def describe():
+        return RunManifest.describe(seed=0, episodes=1, env_options={"PyVisionImage-v0": {}},
+                                    agents={"solver": ("solver", {})})
+
+    monkeypatch.setenv("PYVISION_ENV_SEED_KEY", "first")
+    open_run(tmp_path, describe())
+    monkeypatch.setenv("PYVISION_ENV_SEED_KEY", "second")
+    with pytest.raises(RunMismatch, match="built-in task key"):
+        open_run(tmp_path, describe())
