@@ -1,4 +1,5 @@
-"""The `pyvision-env` command: `list` envs, `bench` agents on them, `view` trajectories, `check-data` a data file."""
+"""The `pyvision-env` command: `list` envs, `bench` agents on them, `view` trajectories, `check-data` a data
+file, `export-sft` an agent's episodes as an SFT dataset."""
 
 from __future__ import annotations
 
@@ -64,6 +65,34 @@ def _view(args: argparse.Namespace) -> int:
         print(f"pyvision-env view: {error}", file=sys.stderr)
         return 2
     print(path)
+    return 0
+
+
+def _export_sft(args: argparse.Namespace) -> int:
+    from gymnasium.error import Error as GymError
+
+    from pyvision_agents.sft_export import export_sft
+
+    env_kwargs = dict(args.env_opt)
+    if args.difficulty:
+        env_kwargs["difficulty"] = args.difficulty
+    if args.data_path:
+        env_kwargs["data_path"] = args.data_path
+    try:
+        stats = export_sft(
+            args.env, args.out, agent=args.agent, episodes=args.episodes, seed=args.seed,
+            num_envs=args.num_envs, env_kwargs=env_kwargs, agent_options=dict(args.agent_opt),
+            only_correct=not args.all_episodes, observation_role=args.observation_role,
+            overwrite=args.overwrite,
+        )
+    except (ValueError, TypeError, ImportError, FileExistsError, GymError) as error:
+        print(f"pyvision-env export-sft: {_one_line(error)}", file=sys.stderr)
+        return 2
+    print(f"{stats.written} of {stats.episodes} episodes written to {stats.path} "
+          f"(skipped: {stats.skipped_incorrect} incorrect, {stats.skipped_failed} failed, "
+          f"{stats.skipped_bad} bad)")
+    for message in stats.errors:
+        print(f"  {message}", file=sys.stderr)
     return 0
 
 
@@ -150,12 +179,36 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("--output", default=None, help="where to write it (default DIR/viewer.html)")
     check = commands.add_parser("check-data", help="decode every image and video frame of a data file; list bad rows")
     check.add_argument("file", help="a PyVision data file (JSON or JSONL)")
+    sft = commands.add_parser(
+        "export-sft", help="write an agent's episodes as a chat dataset with images for TRL's SFTTrainer",
+        formatter_class=_HelpFormatter,
+    )
+    sft.add_argument("--env", default="PyVisionImage-v0", help="env id")
+    sft.add_argument("--agent", default="solver",
+                     help="solver, no-tool, openai:MODEL, transformers:PATH, vllm:PATH")
+    sft.add_argument("--episodes", type=int, default=100, help="episodes to run")
+    sft.add_argument("--out", required=True, help="dataset folder to write (datasets.load_from_disk reads it)")
+    sft.add_argument("--seed", type=int, default=0, help="seed of episode 0; episode i uses seed+i")
+    sft.add_argument("--num-envs", type=int, default=1, help="envs run side by side")
+    sft.add_argument("--difficulty", choices=("easy", "medium", "hard"), default=None,
+                     help="built-in task difficulty")
+    sft.add_argument("--data-path", default=None, help="a PyVision data file instead of built-ins")
+    sft.add_argument("--env-opt", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                     help="an env keyword argument, e.g. max_turns=10 (repeatable)")
+    sft.add_argument("--agent-opt", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                     help="a model-agent option, e.g. base_url=..., temperature=0.7 (repeatable)")
+    sft.add_argument("--all-episodes", action="store_true",
+                     help="keep incorrect episodes too (infrastructure failures are always dropped)")
+    sft.add_argument("--observation-role", default="observation",
+                     help="role of interpreter messages: observation (PyVision-RL form) or e.g. user")
+    sft.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"list": _list, "bench": _bench, "view": _view, "check-data": _check_data}
+    handlers = {"list": _list, "bench": _bench, "view": _view, "check-data": _check_data,
+                "export-sft": _export_sft}
     return handlers[args.command](args)
 
 

@@ -179,7 +179,7 @@ def _record(env, run: _Running, reward: float, info, agent: Agent, env_id: str, 
         visual_tokens=info[keys.VISUAL_TOKENS],
         end_reason=end_reason or info[keys.END_REASON],
         wall_time=time.monotonic() - run.started,
-        error=error,
+        error=error or info.get(keys.JUDGE_ERROR),
         transcript=transcript,
         images=tuple(images),
     )

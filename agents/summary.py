@@ -11,7 +11,8 @@ from pyvision_agents.runner import AGENT_ERROR, ENV_ERROR
 from pyvision_env.info import EndReason
 
 # End reasons that are not the policy's doing: such episodes are counted but not scored.
-UNSCORED = frozenset({ENV_ERROR, AGENT_ERROR, EndReason.SANDBOX_FAILURE.value})
+UNSCORED = frozenset({ENV_ERROR, AGENT_ERROR, EndReason.SANDBOX_FAILURE.value,
+                      EndReason.JUDGE_FAILURE.value})
 
 
 @dataclass(frozen=True)
@@ -19,8 +20,8 @@ class Summary:
     """Aggregate results of one agent on one env.
 
     Accuracy and the means are over the scored episodes (those not ended by an infrastructure
-    failure: ENV_ERROR, AGENT_ERROR, SANDBOX_FAILURE); `errors` counts the others, and
-    `top_error` is the most common first line of their error messages (None without errors).
+    failure: ENV_ERROR, AGENT_ERROR, SANDBOX_FAILURE, JUDGE_FAILURE); `errors` counts the others,
+    and `top_error` is the most common first line of their error messages (None without errors).
     `accuracy_low`/`accuracy_high` bound a 95% Wilson score interval.
     """
 

@@ -32,7 +32,8 @@ from pyvision_env.protocol import (
     render_cell,
     render_format_error,
 )
-from pyvision_env.rewards import RewardConfig, RewardParts, compute_reward, grade
+from pyvision_env.rewards import RewardConfig, RewardParts, compute_reward
+from pyvision_env.rewards.judge import grade_answer
 from pyvision_env.sandbox import CellResult, CellStatus, Sandbox, SandboxConfig, make_sandbox
 from pyvision_env.spaces import TextSpace, observation_space
 from pyvision_env.tasks.sources import DatasetTasks, TaskSource
@@ -61,6 +62,7 @@ class _Episode:
     correct: bool = False
     reward_parts: RewardParts = field(default_factory=lambda: RewardParts(0.0, 0.0, 0.0))
     end_reason: EndReason | None = None
+    judge_error: str | None = None
 
 
 class PyVisionEnv(gym.Env[Observation, str]):
@@ -230,11 +232,12 @@ class PyVisionEnv(gym.Env[Observation, str]):
         return result
 
     def _finish_with_answer(self, episode: _Episode, answer: str | None) -> StepResult:
-        verdict = grade(episode.task, answer)
+        verdict = grade_answer(episode.task, answer, self.reward_config.judge)
         episode.answer, episode.correct = answer, verdict.correct
         episode.reward_parts = compute_reward(verdict, episode.chat.num_code_cells,
                                               self.reward_config, self.limits.max_turns)
-        episode.last_exec, episode.end_reason = NO_EXEC, EndReason.DONE
+        episode.last_exec, episode.judge_error = NO_EXEC, verdict.judge_error
+        episode.end_reason = EndReason.JUDGE_FAILURE if verdict.judge_error else EndReason.DONE
         self._release_sandbox()
         return _observation([]), episode.reward_parts.total, True, False, _info(episode)
 
@@ -292,6 +295,7 @@ def _info(episode: _Episode) -> dict[str, Any]:
         keys.REWARD_PARTS: episode.reward_parts.as_dict(),
         keys.TASK_ID: episode.task.id,
         keys.GROUND_TRUTH: episode.task.answer if episode.end_reason else None,
+        keys.JUDGE_ERROR: episode.judge_error,
     }
 
 

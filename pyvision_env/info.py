@@ -24,10 +24,11 @@ QUESTION = "question"
 CHOICES = "choices"
 ANSWER_TYPE = "answer_type"
 TASK_EXTRA = "task_extra"          # the task's `extra` (never its answer)
+JUDGE_ERROR = "judge_error"        # why the LLM judge gave no verdict (end reason JUDGE_FAILURE), else None
 
 
 class EndReason(str, enum.Enum):
-    """Why an episode ended. Only `SANDBOX_FAILURE` is not the policy's doing."""
+    """Why an episode ended. `SANDBOX_FAILURE` and `JUDGE_FAILURE` are not the policy's doing."""
 
     DONE = "DONE"                              # the model gave an answer
     EXCEED_MAX_TURNS = "EXCEED_MAX_TURNS"      # turn budget spent without an answer
@@ -36,6 +37,7 @@ class EndReason(str, enum.Enum):
     EXCEED_TIME_BUDGET = "EXCEED_TIME_BUDGET"  # episode wall-clock budget spent
     ERROR_IN_ACTION = "ERROR_IN_ACTION"        # with on_error="terminate": bad code or format
     SANDBOX_FAILURE = "SANDBOX_FAILURE"        # infrastructure failure: drop, don't punish
+    JUDGE_FAILURE = "JUDGE_FAILURE"            # answered, but the LLM judge gave no verdict: drop
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Rewards: rule graders for each answer type and the shaping that turns a grade into a reward.
+"""Rewards: rule graders for each answer type, the LLM judge, and the shaping that turns a grade into
+a reward.
 
 `GRADING_MODES`, `normalize_text` and `parse_number` live in `pyvision_env.answers` (shared with
 the task loaders) and are re-exported here.
@@ -16,6 +17,7 @@ from pyvision_env.rewards.graders import (
     grade_text,
     mean_relative_accuracy,
 )
+from pyvision_env.rewards.judge import JudgeConfig
 from pyvision_env.rewards.shaping import RewardConfig, RewardParts, compute_reward
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "MRA_THRESHOLDS",
     "Gradable",
     "Grade",
+    "JudgeConfig",
     "RewardConfig",
     "RewardParts",
     "compute_reward",

@@ -49,12 +49,15 @@ class Grade:
         correct: whether the answer counts as right (gates the tool reward).
         predicted: the boxed answer as given, or None when there was none.
         reason: why, in a few words: "match", "mismatch", "no boxed answer", "mra 0.80", ...
+        judge_error: set when the LLM judge could not give a verdict (endpoint down, ...): the
+            grade is then no verdict on the answer, and the episode ends with JUDGE_FAILURE.
     """
 
     score: float
     correct: bool
     predicted: str | None
     reason: str
+    judge_error: str | None = None
 
 
 # ---------------------------------------------------------------- numbers

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from pyvision_env.rewards.graders import Grade
+from pyvision_env.rewards.judge import JudgeConfig
 
 
 @dataclass(frozen=True)
@@ -18,11 +19,14 @@ class RewardConfig:
         use_tool_reward: switch the tool reward off entirely (accuracy only).
         max_rewarded_cells: at most this many cells are paid for; None caps at the
             env's turn budget (`max_turns`, given to `compute_reward`).
+        judge: an LLM judge for free-text answers the rule graders reject (see
+            `pyvision_env.rewards.judge`); None grades by the rules only.
     """
 
     tool_reward: float = 0.1
     use_tool_reward: bool = True
     max_rewarded_cells: int | None = None
+    judge: JudgeConfig | None = None
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.tool_reward) or self.tool_reward < 0:
