@@ -22,7 +22,9 @@ from typing import Sequence
 
 from pyvision_env.info import EndReason
 
-ALWAYS_DROPPED: frozenset[str] = frozenset({EndReason.SANDBOX_FAILURE.value, "INVALID_OUTPUT"})
+# Never the policy's doing: our sandbox or judge failed, or the trainer could not use the output.
+ALWAYS_DROPPED: frozenset[str] = frozenset(
+    {EndReason.SANDBOX_FAILURE.value, EndReason.JUDGE_FAILURE.value, "INVALID_OUTPUT"})
 DEFAULT_KEPT_END_REASONS: tuple[str, ...] = (
     EndReason.DONE.value, EndReason.EXCEED_MAX_TURNS.value, EndReason.ERROR_IN_ACTION.value,
 )
@@ -36,8 +38,8 @@ class FilterConfig:
     Attributes:
         oversample: prompt groups played per group the batch needs (1.0: no oversampling;
             PyVision-RL drew more prompts than the batch used).
-        keep_end_reasons: trajectories ending otherwise are dropped. SANDBOX_FAILURE (and the
-            trainer's INVALID_OUTPUT) are dropped whatever this says.
+        keep_end_reasons: trajectories ending otherwise are dropped. SANDBOX_FAILURE,
+            JUDGE_FAILURE (and the trainer's INVALID_OUTPUT) are dropped whatever this says.
         drop_tied_groups: drop groups whose kept rewards all tie (zero std: zero advantage).
         require_image: drop trajectories in which code never showed the model an image.
         rank_by_std: fill the batch with the groups of highest reward std first (else in draw order).
@@ -56,9 +58,10 @@ class FilterConfig:
         unknown = sorted(set(self.keep_end_reasons) - known)
         if unknown:
             raise ValueError(f"filter.keep_end_reasons has unknown end reasons {unknown}; known: {sorted(known)}")
-        if EndReason.SANDBOX_FAILURE.value in self.keep_end_reasons:
-            raise ValueError("filter.keep_end_reasons cannot keep SANDBOX_FAILURE: it is not the policy's doing; "
-                             "remove it from the list")
+        infrastructure = sorted(ALWAYS_DROPPED & set(self.keep_end_reasons))
+        if infrastructure:
+            raise ValueError(f"filter.keep_end_reasons cannot keep {infrastructure}: they are not the "
+                             "policy's doing; remove them from the list")
 
     def extra_groups(self, num_groups: int) -> int:
         """How many groups to draw on top of the `num_groups` the batch needs."""

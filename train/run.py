@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -104,16 +105,15 @@ def freeze_vision_tower(model) -> int:
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
-    """Run SFT (when configured) and GRPO; a run folder with checkpoints resumes from the last one."""
+    """Run SFT (when configured; GRPO then starts from its output) and GRPO; a run folder with
+    checkpoints resumes from the last one."""
     from transformers.trainer_utils import get_last_checkpoint
 
     if config.sft is not None:
-        try:
-            from pyvision_train.sft import train_sft
-        except ImportError as error:
-            raise ImportError("the config has an sft: section but pyvision_train.sft is not in this "
-                              f"build ({error}); remove the section or install the SFT stage") from None
-        train_sft(**config.sft)
+        from pyvision_train.sft import train_sft
+
+        sft_model = train_sft(**config.sft)
+        config = replace(config, model=replace(config.model, path=str(sft_model)))  # RL starts there
     output = Path(config.output_dir)
     last = get_last_checkpoint(str(output)) if output.is_dir() else None
     trainer = build_trainer(config)

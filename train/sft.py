@@ -179,9 +179,9 @@ def train_sft(
         str(model_path), dtype=torch.bfloat16 if cuda else torch.float32
     )
     if freeze_vision_tower:
-        for name, parameter in model.named_parameters():
-            if "visual" in name.split("."):
-                parameter.requires_grad_(False)
+        from pyvision_train.run import freeze_vision_tower as freeze
+
+        freeze(model)
     args = SFTConfig(**{
         "output_dir": str(output), "num_train_epochs": epochs, "learning_rate": learning_rate,
         "per_device_train_batch_size": batch_size, "max_steps": max_steps, "seed": seed,

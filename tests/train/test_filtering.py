@@ -46,7 +46,8 @@ def test_sandbox_failure_is_always_dropped():
                                                 "EXCEED_MAX_IMAGES", "EXCEED_TIME_BUDGET"))
     assert not keep_trajectory(Outcome(1.0, "SANDBOX_FAILURE"), everything)
     assert not keep_trajectory(Outcome(1.0, "INVALID_OUTPUT"), everything)
-    with pytest.raises(ValueError, match="cannot keep SANDBOX_FAILURE"):
+    assert not keep_trajectory(Outcome(1.0, "JUDGE_FAILURE"), everything)  # the judge's fault
+    with pytest.raises(ValueError, match=r"cannot keep \[.SANDBOX_FAILURE.\]"):
         FilterConfig(keep_end_reasons=("DONE", "SANDBOX_FAILURE"))
 
 
