@@ -293,6 +293,14 @@ def test_a_malformed_data_file_is_one_line_naming_the_row(tmp_path, capsys):
     assert "field 'answer' is missing" in err and str(data) in err
 
 
+def test_a_missing_model_extra_stops_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "openai", None)  # as if the openai extra were not installed
+    code, printed, err = run_cli(capsys, "--out", str(tmp_path / "run"), "--agent", "openai:m")
+    assert code == 2 and printed == "" and err.count("\n") == 1
+    assert "pip install 'pyvision-env[openai]'" in err
+    assert not (tmp_path / "run").exists()  # no run.json claims the folder for a run never played
+
+
 def test_help_shows_the_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "--help"])
