@@ -7,6 +7,7 @@ import shutil
 import sys
 from collections import Counter
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -180,7 +181,7 @@ def _run_pair(env_id, agent, todo, results, num_envs, env_kwargs, progress) -> N
     if not todo:
         return
     correct = scored = errors = 0
-    make_env = lambda: gym.make(env_id, **env_kwargs)  # noqa: E731
+    make_env = partial(gym.make, env_id, **env_kwargs)
     with _progress_bar(len(todo), f"{agent.name} on {env_id}", progress) as bar:
         for record in run_episodes(make_env, agent, todo, env_id=env_id, num_envs=num_envs):
             results.append(record)
@@ -207,6 +208,8 @@ def _progress_bar(total: int, description: str, progress: bool):
 
 
 class _NoBar:
+    """Stands in for a tqdm bar: the same calls, nothing drawn."""
+
     def __enter__(self):
         return self
 
