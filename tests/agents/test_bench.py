@@ -319,3 +319,29 @@ def test_an_agent_keeps_its_colour_whatever_the_order_or_the_plot():
 
     assert agent_colors(["solver", "no-tool", "solver"]) == agent_colors(["no-tool", "solver"])
     assert len(set(agent_colors(["a", "b", "c"]).values())) == 3
+
+
+def test_plot_legends_sit_beside_the_axes_off_the_data(tmp_path, monkeypatch):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from pyvision_agents.plots import plot_accuracy_vs_visual_tokens, plot_code_cells
+    from pyvision_agents.summary import summarize
+
+    saved, savefig = [], Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: (saved.append(self), savefig(self, *a, **k)))
+    records = [{"env_id": env, "agent": agent, "end_reason": "DONE", "correct": i % 2, "turns": 2,
+                "code_cells": i % 3, "visual_tokens": 3000, "wall_time": 1.0}
+               for env in ("PyVisionImage-v0", "PyVisionVideo-v0") for agent in ("solver", "no-tool")
+               for i in range(4)]
+    summaries = [summarize(records, env, agent) for env in ("PyVisionImage-v0", "PyVisionVideo-v0")
+                 for agent in ("solver", "no-tool")]
+    plot_accuracy_vs_visual_tokens(summaries, tmp_path / "accuracy.png")
+    plot_code_cells(records, tmp_path / "cells.png")
+    assert len(saved) == 2
+    for figure in saved:
+        FigureCanvasAgg(figure).draw()
+        axes = figure.axes[0]
+        legend = axes.get_legend()
+        assert len(legend.get_texts()) == 4  # one entry per (agent, env)
+        assert legend.get_window_extent().x0 >= axes.get_window_extent().x1  # right of the axes
