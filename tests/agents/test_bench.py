@@ -301,6 +301,14 @@ def test_a_missing_model_extra_stops_before_anything_is_written(tmp_path, capsys
     assert not (tmp_path / "run").exists()  # no run.json claims the folder for a run never played
 
 
+def test_a_video_env_without_pyav_stops_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "av", None)  # the README's core install has no video extra
+    code, printed, err = run_cli(capsys, "--out", str(tmp_path / "run"), "--env", "PyVisionVideo-v0")
+    assert code == 2 and printed == "" and err.count("\n") == 1
+    assert "pip install 'pyvision-env[video]'" in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_help_shows_the_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "--help"])
