@@ -28,11 +28,11 @@ from pyvision_agents.results import (
 from pyvision_agents.runner import run_episodes
 from pyvision_agents.summary import UNSCORED, Summary, format_table, leaderboard, summarize
 from pyvision_agents.viewer import VIEWER_FILE, write_viewer
+from pyvision_env import EpisodeLimits
 
 SUMMARY_FILE = "summary.json"
 LEADERBOARD_FILE = "leaderboard.txt"
 REPORT_FILES = (SUMMARY_FILE, LEADERBOARD_FILE, ACCURACY_PLOT, CODE_CELLS_PLOT, VIEWER_FILE)
-DEFAULT_MAX_IMAGES = 32  # PyVisionEnv's default image budget
 
 
 def bench(
@@ -153,7 +153,7 @@ def _options_for(spec, agent_options, env_ids, env_kwargs) -> dict[str, Any]:
         return {}
     options = dict(agent_options or {})
     if spec.startswith("vllm:"):
-        budgets = [env_kwargs.get("max_images", gym.spec(e).kwargs.get("max_images", DEFAULT_MAX_IMAGES))
+        budgets = [env_kwargs.get("max_images", gym.spec(e).kwargs.get("max_images", EpisodeLimits().max_images))
                    for e in env_ids]
         options.setdefault("max_images", max(budgets))
     return options
