@@ -7,6 +7,7 @@ import shutil
 import sys
 from collections import Counter
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -27,11 +28,11 @@ from pyvision_agents.results import (
 from pyvision_agents.runner import run_episodes
 from pyvision_agents.summary import UNSCORED, Summary, format_table, leaderboard, summarize
 from pyvision_agents.viewer import VIEWER_FILE, write_viewer
+from pyvision_env import EpisodeLimits
 
 SUMMARY_FILE = "summary.json"
 LEADERBOARD_FILE = "leaderboard.txt"
 REPORT_FILES = (SUMMARY_FILE, LEADERBOARD_FILE, ACCURACY_PLOT, CODE_CELLS_PLOT, VIEWER_FILE)
-DEFAULT_MAX_IMAGES = 32  # PyVisionEnv's default image budget
 
 
 def bench(
@@ -152,7 +153,7 @@ def _options_for(spec, agent_options, env_ids, env_kwargs) -> dict[str, Any]:
         return {}
     options = dict(agent_options or {})
     if spec.startswith("vllm:"):
-        budgets = [env_kwargs.get("max_images", gym.spec(e).kwargs.get("max_images", DEFAULT_MAX_IMAGES))
+        budgets = [env_kwargs.get("max_images", gym.spec(e).kwargs.get("max_images", EpisodeLimits().max_images))
                    for e in env_ids]
         options.setdefault("max_images", max(budgets))
     return options
@@ -180,7 +181,7 @@ def _run_pair(env_id, agent, todo, results, num_envs, env_kwargs, progress) -> N
     if not todo:
         return
     correct = scored = errors = 0
-    make_env = lambda: gym.make(env_id, **env_kwargs)  # noqa: E731
+    make_env = partial(gym.make, env_id, **env_kwargs)
     with _progress_bar(len(todo), f"{agent.name} on {env_id}", progress) as bar:
         for record in run_episodes(make_env, agent, todo, env_id=env_id, num_envs=num_envs):
             results.append(record)
@@ -207,6 +208,8 @@ def _progress_bar(total: int, description: str, progress: bool):
 
 
 class _NoBar:
+    """Stands in for a tqdm bar: the same calls, nothing drawn."""
+
     def __enter__(self):
         return self
 

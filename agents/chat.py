@@ -205,7 +205,9 @@ def parse_tool_call_text(text: str) -> ModelReply:
                 arguments = json.loads(arguments)
         except (ValueError, AttributeError):
             continue
-        if call.get("name") == TOOL_NAME and isinstance(arguments.get("code"), str):
+        if not isinstance(arguments, dict) or call.get("name") != TOOL_NAME:
+            continue  # ill-formed: the model's text stands as its turn
+        if isinstance(arguments.get("code"), str):
             code = arguments["code"]
     if code is None:
         return ModelReply(text)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 from pyvision_agents.base import Action, AgentFailure, EpisodeContext
 from pyvision_agents.chat import ModelReply, check_protocol, reply_to_action, to_model_messages
@@ -45,6 +47,16 @@ class ModelAgent:
     """
 
     name: str
+    # the optional modules the backend imports -> the pip line that installs each
+    requires: ClassVar[Mapping[str, str]] = {}
+
+    @classmethod
+    def check_installed(cls) -> None:
+        """Raise `require`'s ImportError for the first module in `requires` that is not installed,
+        importing none: a missing extra stops a benchmark before it writes anything."""
+        for module, install in cls.requires.items():
+            if not _installed(module):
+                raise ImportError(_not_installed(module, install))
 
     def __init__(self, name: str, protocol: str, generation: GenerationConfig | None) -> None:
         check_protocol(protocol)
@@ -80,4 +92,14 @@ def require(module: str, install: str = HF_EXTRA) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as error:
-        raise ImportError(f"this agent needs {module!r}, which is not installed: {install}") from error
+        raise ImportError(_not_installed(module, install)) from error
+
+
+def _not_installed(module: str, install: str) -> str:
+    return f"this agent needs {module!r}, which is not installed: {install}"
+
+
+def _installed(module: str) -> bool:
+    if module in sys.modules:  # imported already, or blocked (None)
+        return sys.modules[module] is not None
+    return importlib.util.find_spec(module) is not None

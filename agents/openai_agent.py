@@ -52,6 +52,7 @@ class OpenAIAgent(ModelAgent):
     """
 
     IMAGE_CACHE_SIZE = 256  # data URLs kept per agent
+    requires = {"openai": OPENAI_EXTRA}
 
     def __init__(
         self,

@@ -55,7 +55,8 @@ def _check_spec(spec: str) -> None:
 
 def check_agent(spec: str, options: Mapping[str, Any] | None = None) -> None:
     """Raise ValueError or TypeError, saying the fix, if `make_agent(spec, options)` would fail on
-    its arguments; builds nothing (only the backend's module is imported, not its heavy deps)."""
+    its arguments, or ImportError with the pip line if the backend's extra is not installed;
+    builds nothing (only the backend's module is imported, not its heavy deps)."""
     _split(spec, options)
 
 
@@ -88,6 +89,7 @@ def _split(spec: str, options: Mapping[str, Any] | None):
     options.setdefault("name", spec)
     module, _, cls = BACKENDS[backend].partition(":")
     factory = getattr(importlib.import_module(module), cls)
+    factory.check_installed()  # the backend's extra, before a run writes anything
     try:
         inspect.signature(factory).bind(model, generation=generation, **options)
     except TypeError as error:

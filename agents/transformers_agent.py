@@ -13,7 +13,7 @@ from pyvision_agents.chat import (
     stop_strings,
     trim_after_stop,
 )
-from pyvision_agents.model import GenerationConfig, ModelAgent, require
+from pyvision_agents.model import HF_EXTRA, GenerationConfig, ModelAgent, require
 
 
 class TransformersAgent(ModelAgent):
@@ -34,6 +34,8 @@ class TransformersAgent(ModelAgent):
         dtype: torch dtype name ("auto", "float32", "bfloat16", ...).
         batch_size: conversations per `generate` call at most.
     """
+
+    requires = {"torch": HF_EXTRA, "transformers": HF_EXTRA}
 
     def __init__(
         self,

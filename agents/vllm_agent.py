@@ -38,6 +38,8 @@ class VLLMAgent(ModelAgent):
         engine_kwargs: any other `vllm.LLM` / `EngineArgs` arguments.
     """
 
+    requires = {"vllm": VLLM_INSTALL}
+
     def __init__(
         self,
         model_path: str,

@@ -259,6 +259,7 @@ class PyVisionEnv(gym.Env[Observation, str]):
         if self._sandbox is not None:
             self._sandbox.close()
 
+
 def _observation(parts: list[Part]) -> Observation:
     return {"text": parts_to_text(parts), "images": tuple(parts_images(parts))}
 

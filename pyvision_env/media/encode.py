@@ -16,10 +16,11 @@ _X264_PRESET = "veryfast"
 _X264_THREADS = "1"
 
 
-def _import_av():
+def import_av():
+    """PyAV, or an ImportError with the `pip install` line that brings it."""
     try:
         import av
-    except ImportError as exc:  # pragma: no cover - depends on the environment
+    except ImportError as exc:
         raise ImportError(
             "writing videos needs PyAV: pip install 'pyvision-env[video]' (or: pip install av)"
         ) from exc
@@ -74,7 +75,7 @@ def write_video(
         raise ValueError(f"fps must be positive, got {fps}")
     if gop < 1:
         raise ValueError(f"gop must be at least 1, got {gop}")
-    av = _import_av()
+    av = import_av()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}")

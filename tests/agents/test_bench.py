@@ -293,6 +293,22 @@ def test_a_malformed_data_file_is_one_line_naming_the_row(tmp_path, capsys):
     assert "field 'answer' is missing" in err and str(data) in err
 
 
+def test_a_missing_model_extra_stops_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "openai", None)  # as if the openai extra were not installed
+    code, printed, err = run_cli(capsys, "--out", str(tmp_path / "run"), "--agent", "openai:m")
+    assert code == 2 and printed == "" and err.count("\n") == 1
+    assert "pip install 'pyvision-env[openai]'" in err
+    assert not (tmp_path / "run").exists()  # no run.json claims the folder for a run never played
+
+
+def test_a_video_env_without_pyav_stops_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "av", None)  # the README's core install has no video extra
+    code, printed, err = run_cli(capsys, "--out", str(tmp_path / "run"), "--env", "PyVisionVideo-v0")
+    assert code == 2 and printed == "" and err.count("\n") == 1
+    assert "pip install 'pyvision-env[video]'" in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_help_shows_the_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "--help"])
@@ -311,3 +327,29 @@ def test_an_agent_keeps_its_colour_whatever_the_order_or_the_plot():
 
     assert agent_colors(["solver", "no-tool", "solver"]) == agent_colors(["no-tool", "solver"])
     assert len(set(agent_colors(["a", "b", "c"]).values())) == 3
+
+
+def test_plot_legends_sit_beside_the_axes_off_the_data(tmp_path, monkeypatch):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from pyvision_agents.plots import plot_accuracy_vs_visual_tokens, plot_code_cells
+    from pyvision_agents.summary import summarize
+
+    saved, savefig = [], Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: (saved.append(self), savefig(self, *a, **k)))
+    records = [{"env_id": env, "agent": agent, "end_reason": "DONE", "correct": i % 2, "turns": 2,
+                "code_cells": i % 3, "visual_tokens": 3000, "wall_time": 1.0}
+               for env in ("PyVisionImage-v0", "PyVisionVideo-v0") for agent in ("solver", "no-tool")
+               for i in range(4)]
+    summaries = [summarize(records, env, agent) for env in ("PyVisionImage-v0", "PyVisionVideo-v0")
+                 for agent in ("solver", "no-tool")]
+    plot_accuracy_vs_visual_tokens(summaries, tmp_path / "accuracy.png")
+    plot_code_cells(records, tmp_path / "cells.png")
+    assert len(saved) == 2
+    for figure in saved:
+        FigureCanvasAgg(figure).draw()
+        axes = figure.axes[0]
+        legend = axes.get_legend()
+        assert len(legend.get_texts()) == 4  # one entry per (agent, env)
+        assert legend.get_window_extent().x0 >= axes.get_window_extent().x1  # right of the axes

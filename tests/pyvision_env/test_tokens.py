@@ -17,6 +17,7 @@ from pyvision_env.media import (
     to_array,
 )
 
+
 # ---------------------------------------------------------------- smart_resize
 
 # Worked by hand with factor 28, min_pixels 3136, max_pixels 12,845,056 unless noted:

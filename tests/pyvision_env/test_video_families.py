@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import sys
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
+import gymnasium as gym  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -180,3 +182,9 @@ def test_spaced_starts_keeps_events_apart():
         assert all(b - a >= 3 + 6 for a, b in zip(starts, starts[1:]))
     with pytest.raises(ValueError, match="do not fit"):
         _clip.spaced_starts(rng, 20, 5, 3, gap=3)
+
+
+def test_without_pyav_a_video_env_fails_when_made_with_the_pip_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "av", None)  # as if the video extra were not installed
+    with pytest.raises(ImportError, match=r"pip install 'pyvision-env\[video\]'"):
+        gym.make("PyVisionVideo-FlashTime-v0")

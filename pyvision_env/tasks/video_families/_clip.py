@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from pyvision_env.media.encode import write_video
+from pyvision_env.media.encode import import_av, write_video
 from pyvision_env.tasks.families.base import Draft, TaskFamily, background
 from pyvision_env.tasks.keys import neutral_name
 from pyvision_env.tasks.task import Task
@@ -76,10 +76,15 @@ class VideoTaskFamily(TaskFamily):
         difficulty: "easy", "medium" or "hard": picks the preset knob values.
         cache_dir: where clips are kept (default: see `default_cache_dir`).
         **knobs: explicit knob values that override the preset.
+
+    Raises:
+        ImportError: PyAV, which renders the clips, is not installed (the message has the
+            `pip install` line), so an env over video families fails when it is made.
     """
 
     def __init__(self, difficulty: str = "medium", cache_dir: str | Path | None = None, **knobs: Any) -> None:
         super().__init__(difficulty, **knobs)
+        import_av()
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
 
     def generate(self, rng: np.random.Generator, task_id: str) -> Task:
