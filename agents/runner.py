@@ -12,12 +12,14 @@ import gymnasium as gym
 import numpy as np
 
 from pyvision_agents.base import Agent, AgentFailure, EpisodeContext
+from pyvision_agents.ray_pool import EnvLost, RayEnvPool
 from pyvision_env import info as keys
+from pyvision_env.info import EndReason
 
 ENV_ERROR = "ENV_ERROR"      # end reason when the env itself raised: a bug to report, not the policy
 AGENT_ERROR = "AGENT_ERROR"  # end reason when the agent could not produce a turn (endpoint down, ...)
 
-EnvSource = Union[Callable[[], gym.Env], gym.vector.VectorEnv]
+EnvSource = Union[Callable[[], gym.Env], gym.vector.VectorEnv, RayEnvPool]
 
 
 @dataclass(frozen=True)
@@ -75,22 +77,29 @@ def run_episodes(
     *,
     env_id: str = "",
     num_envs: int = 1,
+    num_env_workers: int = 0,
+    ray_address: str | None = None,
 ) -> Iterator[EpisodeRecord]:
     """Play `episodes` ((episode index, seed) pairs) and yield each record as it finishes.
 
     `envs` is a function that makes one env (the runner makes `num_envs` of them and closes
     them at the end) or a synchronous vector env from `gymnasium.make_vec(...,
     vectorization_mode="sync")`, whose sub-envs are driven one by one (`num_envs` is then the
-    vector's size; the caller closes it). Each turn the agent gets one call with every active
+    vector's size; the caller closes it), or a `RayEnvPool` (all its slots are used; the caller
+    closes it). Each turn the agent gets one call with every active
     episode; then the episodes' `step`s (and the `reset`s of the episodes that take a freed env)
     run at the same time, one thread per env, so the code cells of different episodes run
     concurrently in their sandboxes. Records are yielded in the order episodes finish; a freed
     env takes the next episode, which joins the next agent call.
     An env that raises ends that episode with end reason ENV_ERROR, an agent that returns an
     `AgentFailure` for it with AGENT_ERROR; the run goes on.
+
+    With `num_env_workers` > 0 the `num_envs` envs live in a Ray pool of that many actors
+    (`pyvision_agents.ray_pool`, on the cluster at `ray_address`, or a local Ray instance) and
+    `envs` (a function) is called there; an episode whose actor died ends with SANDBOX_FAILURE.
     """
     queue = list(reversed(episodes))
-    pool, owned = _env_pool(envs, num_envs, len(episodes))
+    pool, close = _env_pool(envs, num_envs, len(episodes), num_env_workers, ray_address)
     running: dict[int, _Running] = {}
     threads = ThreadPoolExecutor(max_workers=len(pool), thread_name_prefix="pyvision-env")
     try:
@@ -111,9 +120,7 @@ def run_episodes(
             yield from _turn(threads, jobs, pool, queue, running, agent, env_id)
     finally:
         threads.shutdown(wait=True, cancel_futures=True)
-        if owned:
-            for env in pool:
-                env.close()
+        close()
 
 
 def _turn(threads, jobs, pool, queue, running, agent, env_id) -> Iterator[EpisodeRecord]:
@@ -132,7 +139,9 @@ def _turn(threads, jobs, pool, queue, running, agent, env_id) -> Iterator[Episod
                 jobs.add(threads.submit(_reset, slot, pool[slot], queue.pop(), agent, env_id))
 
 
-def _env_pool(envs: EnvSource, num_envs: int, num_episodes: int) -> tuple[list[gym.Env], bool]:
+def _env_pool(envs: EnvSource, num_envs: int, num_episodes: int, num_env_workers: int,
+              ray_address: str | None) -> tuple[list[gym.Env], Callable[[], None]]:
+    """The envs to play in, and what closes them at the end."""
     if isinstance(envs, gym.vector.VectorEnv):
         sub_envs = getattr(envs, "envs", None)
         if sub_envs is None:
@@ -141,8 +150,24 @@ def _env_pool(envs: EnvSource, num_envs: int, num_episodes: int) -> tuple[list[g
                 f"vector env; got {type(envs).__name__}. Use gymnasium.make_vec(..., "
                 f"vectorization_mode='sync') or pass a function that makes one env"
             )
-        return list(sub_envs), False
-    return [envs() for _ in range(max(1, min(num_envs, num_episodes)))], True
+        if num_env_workers:
+            raise TypeError("num_env_workers needs a function that makes one env, not a vector env")
+        return list(sub_envs), lambda: None
+    if isinstance(envs, RayEnvPool):
+        return envs.envs(), lambda: None
+    size = max(1, min(num_envs, num_episodes))
+    if num_env_workers:
+        workers = min(num_env_workers, size)
+        remote = RayEnvPool(envs, num_workers=workers, envs_per_worker=-(-size // workers),
+                            address=ray_address)
+        return remote.envs()[:size], remote.close
+    local = [envs() for _ in range(size)]
+
+    def close_all() -> None:
+        for env in local:
+            env.close()
+
+    return local, close_all
 
 
 def _reset(slot, env, episode: tuple[int, int], agent: Agent, env_id: str):
@@ -165,6 +190,9 @@ def _advance(slot, env, run: _Running, action, agent: Agent, env_id: str):
                              end_reason=AGENT_ERROR, error=action.message)
     try:
         observation, reward, terminated, truncated, info = env.step(action)
+    except EnvLost as error:  # the Ray actor holding the env died: infrastructure, not the policy
+        return slot, _error_record(env_id, agent, run.episode, run.seed, run.started,
+                                   EndReason.SANDBOX_FAILURE.value, str(error), run.context.reset_info)
     except Exception as error:
         return slot, _error_record(env_id, agent, run.episode, run.seed, run.started, ENV_ERROR,
                                    _describe(error), run.context.reset_info)
