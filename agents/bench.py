@@ -37,12 +37,15 @@ def bench(
     plots: bool = True,
     viewer: bool = True,
     save_images: bool = True,
+    num_env_workers: int = 0,
+    ray_address: str | None = None,
 ) -> list[Summary]:
     """Run every agent on every env for `episodes` episodes (seeds `seed`, `seed+1`, ...).
 
     Each episode's record goes to `out_dir/episodes.jsonl` as it finishes; a rerun with the same
     arguments skips the episodes already there (a model is loaded only if it has episodes left).
-    Then `summary.json` and `leaderboard.txt`, the plots (`accuracy_vs_visual_tokens.png`,
+    With `num_env_workers` > 0 the envs run in that many Ray actors (at `ray_address`, or a local
+    Ray instance; see `pyvision_agents.ray_pool`). Then `summary.json` and `leaderboard.txt`, the plots (`accuracy_vs_visual_tokens.png`,
     `code_cells_per_episode.png`) and `viewer.html` are (re)written from all the records.
     `agent_options` go to every model agent (see `pyvision_agents.registry.make_agent`); a `vllm` agent
     gets the envs' image budget as `max_images` unless given one. Returns the summaries in
@@ -61,7 +64,8 @@ def bench(
             continue
         agent = make_agent(spec, _options_for(spec, agent_options, env_ids, env_kwargs))
         for env_id in env_ids:
-            _run_pair(env_id, agent, todo[env_id], results, num_envs, env_kwargs, progress)
+            _run_pair(env_id, agent, todo[env_id], results, num_envs, env_kwargs, progress,
+                      num_env_workers, ray_address)
     summaries = leaderboard(summarize(results.records, e, names[a]) for a in agent_specs for e in env_ids)
     write_reports(out_dir, summaries, results.records, plots=plots, viewer=viewer)
     return summaries
@@ -101,7 +105,8 @@ def _options_for(spec, agent_options, env_ids, env_kwargs) -> dict[str, Any]:
     return options
 
 
-def _run_pair(env_id, agent, todo, results, num_envs, env_kwargs, progress) -> None:
+def _run_pair(env_id, agent, todo, results, num_envs, env_kwargs, progress, num_env_workers,
+              ray_address) -> None:
     if not todo:
         return
     bar = tqdm(total=len(todo), desc=f"{agent.name} on {env_id}", disable=not progress,
@@ -109,7 +114,8 @@ def _run_pair(env_id, agent, todo, results, num_envs, env_kwargs, progress) -> N
     correct = scored = errors = 0
     make_env = lambda: gym.make(env_id, **env_kwargs)  # noqa: E731
     with bar:
-        for record in run_episodes(make_env, agent, todo, env_id=env_id, num_envs=num_envs):
+        for record in run_episodes(make_env, agent, todo, env_id=env_id, num_envs=num_envs,
+                                   num_env_workers=num_env_workers, ray_address=ray_address):
             results.append(record)
             if record.end_reason in UNSCORED:
                 errors += 1

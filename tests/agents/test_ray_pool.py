@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import threading
 import time
 
@@ -135,3 +136,14 @@ def test_run_episodes_starts_its_own_pool_with_num_env_workers(local_ray):
     records = list(run_episodes(make_env, SolverAgent(), [(i, i) for i in range(4)], num_envs=4,
                                 num_env_workers=2, env_id="PyVisionImage-v0"))
     assert len(records) == 4 and all(r.correct for r in records)
+
+
+def test_cli_bench_runs_on_ray_workers(local_ray, tmp_path):
+    from pyvision_agents.cli import main
+
+    out = tmp_path / "run"
+    assert main(["bench", "--env", "PyVisionImage-v0", "--agent", "solver", "--episodes", "3",
+                 "--num-envs", "2", "--num-env-workers", "1", "--difficulty", "easy", "--out", str(out),
+                 "--no-progress", "--no-plots", "--no-viewer", "--no-images"]) == 0
+    records = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
+    assert sorted(r["episode"] for r in records) == [0, 1, 2] and all(r["correct"] for r in records)
