@@ -86,10 +86,9 @@ def run_episodes(
     them at the end) or a synchronous vector env from `gymnasium.make_vec(...,
     vectorization_mode="sync")`, whose sub-envs are driven one by one (`num_envs` is then the
     vector's size; the caller closes it), or a `RayEnvPool` (all its slots are used; the caller
-    closes it). Each turn the agent gets one call with every active
-    episode; then the episodes' `step`s (and the `reset`s of the episodes that take a freed env)
-    run at the same time, one thread per env, so the code cells of different episodes run
-    concurrently in their sandboxes. Records are yielded in the order episodes finish; a freed
+    closes it). Each turn the agent gets one call with every active episode; then the episodes'
+    `step`s (and the `reset`s of the episodes that take a freed env) run at the same time, one
+    thread per env, so the code cells of different episodes run concurrently in their sandboxes. Records are yielded in the order episodes finish; a freed
     env takes the next episode, which joins the next agent call.
     An env that raises ends that episode with end reason ENV_ERROR, an agent that returns an
     `AgentFailure` for it with AGENT_ERROR; the run goes on.
