@@ -23,8 +23,9 @@ from pyvision_agents.scripted import SolverAgent, answer_turn, code_turn  # noqa
 make_env = functools.partial(gym.make, "PyVisionImage-v0", difficulty="easy")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def local_ray():
+    """One local Ray instance for every test here (starting Ray costs seconds)."""
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
