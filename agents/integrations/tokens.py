@@ -74,9 +74,9 @@ async def rollout_tokens(env: MessageEnv, processor: Any, generate: Generate, *,
     `processor` is the model's (HF) processor: its chat template renders the messages, and it
     expands each image placeholder for the images it is given. Env calls run in a worker thread, so
     many rollouts can share one event loop. The episode is cut when the response reaches
-    `max_response_tokens` (end reason OVER_LENGTH, reward 0): a turn's tokens are cut to fit, an
-    observation that would not leave room for another turn is left out whole (its image
-    placeholders and `images` stay aligned).
+    `max_response_tokens` (end reason OVER_LENGTH, reward 0): a turn's tokens are cut to fit (and
+    that half turn is not played), an observation that would not leave room for another turn is
+    left out whole (its image placeholders and `images` stay aligned).
     """
     chat = await asyncio.to_thread(env.reset, seed, options)
     images = images_of(chat)
@@ -89,11 +89,14 @@ async def rollout_tokens(env: MessageEnv, processor: Any, generate: Generate, *,
     turns, reward, end_reason, info = 0, 0.0, keys.EndReason.OVER_LENGTH.value, env.reset_info
     while len(response) < max_response_tokens:
         ids, probs = await generate(prompt_ids + response, images)
-        ids = list(ids)[: max_response_tokens - len(response)]
-        response += ids
-        mask += [1] * len(ids)
-        logprobs = None if probs is None or logprobs is None else logprobs + list(probs)[: len(ids)]
+        room = max_response_tokens - len(response)
+        response += list(ids)[:room]
+        mask += [1] * min(len(ids), room)
+        logprobs = None if probs is None or logprobs is None else logprobs + list(probs)[:room]
         turns += 1
+        if len(ids) > room:
+            break  # the turn was cut: the env never sees half a turn
+        ids = list(ids)
         closed_by_model = bool(ids) and ids[-1] == tokenizer.eos_token_id
         text = tokenizer.decode(ids[:-1] if closed_by_model else ids, skip_special_tokens=False)
         new, step_reward, done, info = await asyncio.to_thread(env.step, text)

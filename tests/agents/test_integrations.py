@@ -283,3 +283,18 @@ def test_trl_example_trains_a_step_with_the_env_as_environment_factory(tiny_qwen
     printed = run_example("examples/trl_tool_env.py", "--model", str(tiny_qwen), "--cpu", "--steps", "1",
                           "--out", str(tmp_path / "run"), env={"TRL_EXPERIMENTAL_SILENCE": "1"}, timeout=600)
     assert "trained 1 step(s)" in printed
+
+
+def test_rollout_tokens_never_plays_a_turn_cut_by_the_budget(processor):
+    from pyvision_agents.integrations.tokens import rollout_tokens
+
+    answer = answer_turn("A")
+    size = len(processor.tokenizer(answer, add_special_tokens=False)["input_ids"])
+    env = MessageEnv("PyVisionImage-v0", difficulty="easy")
+    try:
+        trajectory = asyncio.run(rollout_tokens(env, processor, ScriptedModel(processor, [answer]),
+                                                max_response_tokens=size - 3, seed=2))
+    finally:
+        env.close()
+    assert trajectory.end_reason == "OVER_LENGTH" and trajectory.reward == 0.0
+    assert len(trajectory.response_ids) == size - 3 and trajectory.info["turn"] == 0  # never stepped
