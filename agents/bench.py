@@ -50,6 +50,8 @@ def bench(
     plots: bool = True,
     viewer: bool = True,
     save_images: bool = True,
+    num_env_workers: int = 0,
+    ray_address: str | None = None,
 ) -> list[Summary]:
     """Run every agent on every env for `episodes` episodes (seeds `seed`, `seed+1`, ...).
 
@@ -65,6 +67,8 @@ def bench(
     `agent_options` go to every model agent (see `pyvision_agents.registry.make_agent`); a `vllm`
     agent gets the envs' image budget as `max_images` unless given one. Bad arguments raise
     before anything is written (see `check_args`). Returns the summaries in leaderboard order.
+    With `num_env_workers` > 0 the envs run in that many Ray actors (at `ray_address`, or a local
+    Ray instance; see `pyvision_agents.ray_pool`).
     """
     names = check_args(env_ids, agent_specs, episodes, env_kwargs, agent_options)
     env_kwargs = dict(env_kwargs or {})
@@ -89,7 +93,8 @@ def bench(
             continue
         agent = make_agent(spec, options[spec])
         for env_id in env_ids:
-            _run_pair(env_id, agent, todo[env_id], results, num_envs, env_kwargs, progress)
+            _run_pair(env_id, agent, todo[env_id], results, num_envs, env_kwargs, progress,
+                      num_env_workers, ray_address)
     records = [r for r in latest_records(results.records) if episode_key(r) in wanted]
     summaries = leaderboard(summarize(records, e, names[a]) for a in agent_specs for e in env_ids)
     write_reports(out_dir, summaries, records, plots=plots, viewer=viewer)
@@ -177,13 +182,15 @@ def _say_resumed(out_dir, skipped: set, retried: set) -> None:
               f"playing {len(retried)} that ended in an error again", file=sys.stderr)
 
 
-def _run_pair(env_id, agent, todo, results, num_envs, env_kwargs, progress) -> None:
+def _run_pair(env_id, agent, todo, results, num_envs, env_kwargs, progress, num_env_workers,
+              ray_address) -> None:
     if not todo:
         return
     correct = scored = errors = 0
     make_env = partial(gym.make, env_id, **env_kwargs)
     with _progress_bar(len(todo), f"{agent.name} on {env_id}", progress) as bar:
-        for record in run_episodes(make_env, agent, todo, env_id=env_id, num_envs=num_envs):
+        for record in run_episodes(make_env, agent, todo, env_id=env_id, num_envs=num_envs,
+                                   num_env_workers=num_env_workers, ray_address=ray_address):
             results.append(record)
             if record.end_reason in UNSCORED:
                 errors += 1

@@ -40,6 +40,7 @@ def _bench(args: argparse.Namespace) -> int:
             env_kwargs=env_kwargs, agent_options=agent_options, overwrite=args.overwrite,
             progress=not args.no_progress, plots=not args.no_plots, viewer=not args.no_viewer,
             save_images=not args.no_images,
+            num_env_workers=args.num_env_workers, ray_address=args.ray_address,
         )
     except (BadArguments, RunMismatch, ImportError) as error:
         # bad arguments, another run in --out, a model backend whose extra is missing (the pip line)
@@ -159,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", type=int, default=0, help="seed of episode 0; episode i uses seed+i")
     bench.add_argument("--num-envs", type=int, default=1,
                        help="envs run side by side (one batched model call per turn)")
+    bench.add_argument("--num-env-workers", type=int, default=0,
+                       help="host the envs in this many Ray actors (0: in this process)")
+    bench.add_argument("--ray-address", default=None,
+                       help="the Ray cluster for --num-env-workers (default: a local instance)")
     bench.add_argument("--difficulty", choices=("easy", "medium", "hard"), default=None,
                        help="built-in task difficulty (default: the env's own)")
     bench.add_argument("--data-path", default=None, help="a PyVision data file instead of built-ins")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator, Sequence, Union
 
@@ -11,12 +12,14 @@ import gymnasium as gym
 import numpy as np
 
 from pyvision_agents.base import Agent, AgentFailure, EpisodeContext
+from pyvision_agents.ray_pool import EnvLost, RayEnvPool
 from pyvision_env import info as keys
+from pyvision_env.info import EndReason
 
 ENV_ERROR = "ENV_ERROR"      # end reason when the env itself raised: a bug to report, not the policy
 AGENT_ERROR = "AGENT_ERROR"  # end reason when the agent could not produce a turn (endpoint down, ...)
 
-EnvSource = Union[Callable[[], gym.Env], gym.vector.VectorEnv]
+EnvSource = Union[Callable[[], gym.Env], gym.vector.VectorEnv, RayEnvPool]
 
 
 @dataclass(frozen=True)
@@ -74,23 +77,36 @@ def run_episodes(
     *,
     env_id: str = "",
     num_envs: int = 1,
+    num_env_workers: int = 0,
+    ray_address: str | None = None,
 ) -> Iterator[EpisodeRecord]:
     """Play `episodes` ((episode index, seed) pairs) and yield each record as it finishes.
 
     `envs` is a function that makes one env (the runner makes `num_envs` of them and closes
     them at the end) or a synchronous vector env from `gymnasium.make_vec(...,
     vectorization_mode="sync")`, whose sub-envs are driven one by one (`num_envs` is then the
-    vector's size; the caller closes it). Each turn the agent gets one call with every active
-    episode, so episodes finish at different times and a freed env takes the next episode.
+    vector's size; the caller closes it), or a `RayEnvPool` (all its slots are used; the caller
+    closes it). Each turn the agent gets one call with every active episode; then the episodes'
+    `step`s (and the `reset`s of the episodes that take a freed env) run at the same time, one
+    thread per env, so the code cells of different episodes run concurrently in their sandboxes. Records are yielded in the order episodes finish; a freed
+    env takes the next episode, which joins the next agent call.
     An env that raises ends that episode with end reason ENV_ERROR, an agent that returns an
     `AgentFailure` for it with AGENT_ERROR; the run goes on.
+
+    With `num_env_workers` > 0 the `num_envs` envs live in a Ray pool of that many actors
+    (`pyvision_agents.ray_pool`, on the cluster at `ray_address`, or a local Ray instance) and
+    `envs` (a function) is called there; an episode whose actor died ends with SANDBOX_FAILURE.
     """
     queue = list(reversed(episodes))
-    pool, owned = _env_pool(envs, num_envs, len(episodes))
+    pool, close = _env_pool(envs, num_envs, len(episodes), num_env_workers, ray_address)
     running: dict[int, _Running] = {}
+    threads = ThreadPoolExecutor(max_workers=len(pool), thread_name_prefix="pyvision-env")
     try:
+        resets = set()
         for slot in range(len(pool)):
-            yield from _start_next(pool, slot, queue, running, agent, env_id)
+            if queue:
+                resets.add(threads.submit(_reset, slot, pool[slot], queue.pop(), agent, env_id))
+        yield from _turn(threads, resets, pool, queue, running, agent, env_id)
         while running:
             slots = sorted(running)
             actions = agent.act([running[slot].context for slot in slots])
@@ -98,19 +114,33 @@ def run_episodes(
                 raise RuntimeError(
                     f"agent {agent.name!r} returned {len(actions)} actions for {len(slots)} episodes"
                 )
-            for slot, action in zip(slots, actions):
-                record = _advance(pool[slot], running[slot], action, agent, env_id)
-                if record is not None:
-                    del running[slot]
-                    yield record
-                    yield from _start_next(pool, slot, queue, running, agent, env_id)
+            jobs = {threads.submit(_advance, slot, pool[slot], running[slot], action, agent, env_id)
+                    for slot, action in zip(slots, actions)}
+            yield from _turn(threads, jobs, pool, queue, running, agent, env_id)
     finally:
-        if owned:
-            for env in pool:
-                env.close()
+        threads.shutdown(wait=True, cancel_futures=True)
+        close()
 
 
-def _env_pool(envs: EnvSource, num_envs: int, num_episodes: int) -> tuple[list[gym.Env], bool]:
+def _turn(threads, jobs, pool, queue, running, agent, env_id) -> Iterator[EpisodeRecord]:
+    """Wait for this turn's steps and resets as they finish: yield each finished episode's record,
+    and start the next queued episode on the env it freed."""
+    while jobs:
+        done, jobs = wait(jobs, return_when=FIRST_COMPLETED)
+        for job in done:
+            slot, outcome = job.result()
+            if isinstance(outcome, _Running):  # started, or still going: it joins the next call
+                running[slot] = outcome
+                continue
+            running.pop(slot, None)
+            yield outcome
+            if queue:
+                jobs.add(threads.submit(_reset, slot, pool[slot], queue.pop(), agent, env_id))
+
+
+def _env_pool(envs: EnvSource, num_envs: int, num_episodes: int, num_env_workers: int,
+              ray_address: str | None) -> tuple[list[gym.Env], Callable[[], None]]:
+    """The envs to play in, and what closes them at the end."""
     if isinstance(envs, gym.vector.VectorEnv):
         sub_envs = getattr(envs, "envs", None)
         if sub_envs is None:
@@ -119,43 +149,61 @@ def _env_pool(envs: EnvSource, num_envs: int, num_episodes: int) -> tuple[list[g
                 f"vector env; got {type(envs).__name__}. Use gymnasium.make_vec(..., "
                 f"vectorization_mode='sync') or pass a function that makes one env"
             )
-        return list(sub_envs), False
-    return [envs() for _ in range(max(1, min(num_envs, num_episodes)))], True
+        if num_env_workers:
+            raise TypeError("num_env_workers needs a function that makes one env, not a vector env")
+        return list(sub_envs), lambda: None
+    if isinstance(envs, RayEnvPool):
+        return envs.envs(), lambda: None
+    size = max(1, min(num_envs, num_episodes))
+    if num_env_workers:
+        workers = min(num_env_workers, size)
+        remote = RayEnvPool(envs, num_workers=workers, envs_per_worker=-(-size // workers),
+                            address=ray_address)
+        return remote.envs()[:size], remote.close
+    local = [envs() for _ in range(size)]
+
+    def close_all() -> None:
+        for env in local:
+            env.close()
+
+    return local, close_all
 
 
-def _start_next(envs, slot, queue, running, agent, env_id) -> Iterator[EpisodeRecord]:
-    """Reset `slot`'s env on the next queued episode; a reset that fails is recorded and skipped."""
-    while queue:
-        episode, seed = queue.pop()
-        started = time.monotonic()
-        try:
-            observation, info = envs[slot].reset(seed=seed)
-        except Exception as error:  # a broken task: record it, keep going
-            yield _error_record(env_id, agent, episode, seed, started, ENV_ERROR, _describe(error))
-            continue
-        context = EpisodeContext(slot, info[keys.MESSAGES], observation, info, info)
-        running[slot] = _Running(episode, seed, context, started)
-        return
+def _reset(slot, env, episode: tuple[int, int], agent: Agent, env_id: str):
+    """Reset `env` on `episode`: (slot, the running episode), or (slot, its error record) when
+    the reset raised (a broken task: recorded, and the run goes on)."""
+    index, seed = episode
+    started = time.monotonic()
+    try:
+        observation, info = env.reset(seed=seed)
+    except Exception as error:
+        return slot, _error_record(env_id, agent, index, seed, started, ENV_ERROR, _describe(error))
+    context = EpisodeContext(slot, info[keys.MESSAGES], observation, info, info)
+    return slot, _Running(index, seed, context, started)
 
 
-def _advance(env, run: _Running, action, agent: Agent, env_id: str) -> EpisodeRecord | None:
+def _advance(slot, env, run: _Running, action, agent: Agent, env_id: str):
+    """Play one turn: (slot, `run` updated) while the episode goes on, (slot, its record) once over."""
     if isinstance(action, AgentFailure):
-        return _record(env, run, 0.0, run.context.info, agent, env_id,
-                       end_reason=AGENT_ERROR, error=action.message)
+        return slot, _record(run, 0.0, run.context.info, agent, env_id,
+                             end_reason=AGENT_ERROR, error=action.message)
     try:
         observation, reward, terminated, truncated, info = env.step(action)
+    except EnvLost as error:  # the Ray actor holding the env died: infrastructure, not the policy
+        return slot, _error_record(env_id, agent, run.episode, run.seed, run.started,
+                                   EndReason.SANDBOX_FAILURE.value, str(error), run.context.reset_info)
     except Exception as error:
-        return _error_record(env_id, agent, run.episode, run.seed, run.started, ENV_ERROR,
-                             _describe(error), run.context.reset_info)
+        return slot, _error_record(env_id, agent, run.episode, run.seed, run.started, ENV_ERROR,
+                                   _describe(error), run.context.reset_info)
     run.context.observation = observation
     run.context.info = info
     run.context.messages = info[keys.MESSAGES]
     if not (terminated or truncated):
-        return None
-    return _record(env, run, float(reward), info, agent, env_id)
+        return slot, run
+    return slot, _record(run, float(reward), info, agent, env_id)
 
 
-def _record(env, run: _Running, reward: float, info, agent: Agent, env_id: str, *,
+def _record(run: _Running, reward: float, info, agent: Agent, env_id: str, *,
             end_reason: str | None = None, error: str | None = None) -> EpisodeRecord:
     task = run.context.reset_info
     transcript, images = transcript_of(info[keys.MESSAGES])
