@@ -19,16 +19,22 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench(args: argparse.Namespace) -> int:
-    """Run the benchmark; 2 for bad arguments (one line, no traceback), 1 when a group only errored."""
-    from pyvision_agents.bench import BadArguments, bench, format_table
-    from pyvision_agents.manifest import RunMismatch
-
+def _env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The env keyword arguments of `--env-opt`, `--difficulty` and `--data-path`."""
     env_kwargs = dict(args.env_opt)
     if args.difficulty:
         env_kwargs["difficulty"] = args.difficulty
     if args.data_path:
         env_kwargs["data_path"] = args.data_path
+    return env_kwargs
+
+
+def _bench(args: argparse.Namespace) -> int:
+    """Run the benchmark; 2 for bad arguments (one line, no traceback), 1 when a group only errored."""
+    from pyvision_agents.bench import BadArguments, bench, format_table
+    from pyvision_agents.manifest import RunMismatch
+
+    env_kwargs = _env_kwargs(args)
     agent_options = dict(args.agent_opt)
     if args.base_url:
         agent_options["base_url"] = args.base_url
@@ -74,11 +80,7 @@ def _export_sft(args: argparse.Namespace) -> int:
 
     from pyvision_agents.sft_export import export_sft
 
-    env_kwargs = dict(args.env_opt)
-    if args.difficulty:
-        env_kwargs["difficulty"] = args.difficulty
-    if args.data_path:
-        env_kwargs["data_path"] = args.data_path
+    env_kwargs = _env_kwargs(args)
     try:
         stats = export_sft(
             args.env, args.out, agent=args.agent, episodes=args.episodes, seed=args.seed,
