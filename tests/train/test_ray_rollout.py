@@ -154,6 +154,43 @@ def test_a_larger_batch_replaces_the_pool_by_a_larger_one(local_ray, codec, lett
         runner.close()
 
 
+class LosesItsHost(gym.Wrapper):
+    """An env whose host dies at the reset of seed 1 or the first step of seed 2 (as a `RemoteEnv`
+    reports a dead actor)."""
+
+    def reset(self, *, seed=None, options=None):
+        from pyvision_agents.ray_pool import EnvLost
+
+        if seed == 1:
+            raise EnvLost("env slot 1: its actor died twice at reset")
+        self.seed_played = seed
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action):
+        from pyvision_agents.ray_pool import EnvLost
+
+        if self.seed_played == 2:
+            raise EnvLost("env slot 2: its actor died")
+        return super().step(action)
+
+
+def test_a_lost_host_at_reset_or_step_ends_only_that_episode_with_sandbox_failure(codec, letter_tasks):
+    from pyvision_train.rollout import EpisodeRunner, EpisodeStart
+
+    runner = EpisodeRunner(codec, lambda env_id: LosesItsHost(gym.make(env_id, tasks=letter_tasks)),
+                           num_workers=3, max_context_tokens=100_000, eos_ids=[codec.tokenizer.eos_token_id])
+    try:
+        trajectories, _ = runner.run([EpisodeStart(ENV_ID, seed) for seed in (0, 1, 2)],
+                                     scripted(codec.tokenizer, "print(image_clue_0.size)"))
+    finally:
+        runner.close()
+    played, lost_at_reset, lost_at_step = trajectories
+    assert played.end_reason == "DONE" and played.turns == 2
+    assert lost_at_reset.end_reason == "SANDBOX_FAILURE" and lost_at_reset.completion_ids == []
+    assert lost_at_step.end_reason == "SANDBOX_FAILURE" and lost_at_step.num_model_tokens > 0
+    assert lost_at_reset.reward == lost_at_step.reward == 0.0
+
+
 # ---------------------------------------------------------------------- config
 
 
