@@ -154,6 +154,40 @@ def test_a_larger_batch_replaces_the_pool_by_a_larger_one(local_ray, codec, lett
         runner.close()
 
 
+def test_the_trainer_plays_on_ray_envs_when_asked_and_closes_them(local_ray, tmp_path, tiny_model,
+                                                                   letter_tasks):
+    pytest.importorskip("trl", reason="needs trl: pip install 'pyvision-env[train]'")
+    import math
+
+    from pyvision_agents.ray_pool import RayEnvPool
+    from pyvision_train.run import build_trainer
+
+    config = from_dict({
+        "output_dir": str(tmp_path / "run"),
+        "model": {"path": str(tiny_model), "dtype": "float32"},
+        "env": {"id": ENV_ID, "train_max_turns": 2, "kwargs": {"tasks": letter_tasks}},
+        "data": {"train_prompts": 2},
+        "rollout": {"num_workers": 2, "num_env_workers": 1},
+        "grpo": {"use_cpu": True, "bf16": False, "num_generations": 2, "per_device_train_batch_size": 2,
+                 "steps_per_generation": 1, "max_completion_length": 8, "max_steps": 1,
+                 "logging_steps": 1, "save_strategy": "no", "report_to": [],
+                 "gradient_checkpointing": False},
+    })
+    trainer = build_trainer(config)
+    try:
+        result = trainer.train()
+        runner = trainer._runners["train"]
+        pool = runner.ray_pools[ENV_ID]
+        assert isinstance(pool, RayEnvPool) and pool.num_slots == 2
+        assert runner._pool[ENV_ID] == pool.envs()  # every episode played on the pool's envs
+        assert result.global_step == 1 and math.isfinite(result.training_loss)
+        ended = [r for r in trainer.state.log_history if "pyvision/code_cells/mean" in r]
+        assert ended[0]["pyvision/end_reason/SANDBOX_FAILURE"] == 0.0
+    finally:
+        trainer.close()
+    assert not runner.ray_pools
+
+
 class LosesItsHost(gym.Wrapper):
     """An env whose host dies at the reset of seed 1 or the first step of seed 2 (as a `RemoteEnv`
     reports a dead actor)."""
