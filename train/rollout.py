@@ -294,10 +294,9 @@ class EpisodeRunner:
     def close(self) -> None:
         """Stop the worker threads and close every env (and its sandbox) and Ray pool."""
         self.executor.shutdown(wait=True)
-        for env_id, envs in self._pool.items():
-            if env_id not in self.ray_pools:
-                for env in envs:
-                    env.close()
+        for envs in self._pool.values():
+            for env in envs:
+                env.close()  # a Ray pool's envs close with the pool, below
         self._pool.clear()
         for pool in self.ray_pools.values():
             pool.close()
@@ -347,6 +346,7 @@ class EpisodeRunner:
             envs.extend(self.make_env(env_id) for _ in range(size - len(envs)))
             return
         if env_id in self.ray_pools:
+            del self._pool[env_id]
             self.ray_pools.pop(env_id).close()
         workers = min(self.num_env_workers, size)
         pool = RayEnvPool(functools.partial(self.make_env, env_id), num_workers=workers,
