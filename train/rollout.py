@@ -359,13 +359,22 @@ class EpisodeRunner:
         try:
             _, info = env.reset(seed=start.seed, options=options)
         except EnvLost:  # the Ray actor died twice: no prompt to play; dropped, never scored
-            return Trajectory(prompt_ids=[], end_reason=EndReason.SANDBOX_FAILURE.value), ""
+            return self._lost_at_reset(), ""
         text, images = self.codec.render(info[keys.MESSAGES])
         encoded = self.codec.encode(text, images)
         trajectory = Trajectory(prompt_ids=encoded["ids"], images=list(images),
                                 num_prompt_images=len(images))
         _add_features(trajectory, encoded)
         return trajectory, text
+
+    def _lost_at_reset(self) -> Trajectory:
+        """A SANDBOX_FAILURE trajectory without a prompt: one pad token as prompt and one, masked,
+        as completion, since TRL builds its batch tensors from the token lists and an empty list
+        would turn them into floats."""
+        tokenizer = self.codec.tokenizer
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        return Trajectory(prompt_ids=[pad], completion_ids=[pad], tool_mask=[0], logprobs=[0.0],
+                          end_reason=EndReason.SANDBOX_FAILURE.value)
 
     def _request(self, trajectory: Trajectory) -> TurnRequest:
         import torch

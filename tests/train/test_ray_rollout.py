@@ -220,7 +220,8 @@ def test_a_lost_host_at_reset_or_step_ends_only_that_episode_with_sandbox_failur
         runner.close()
     played, lost_at_reset, lost_at_step = trajectories
     assert played.end_reason == "DONE" and played.turns == 2
-    assert lost_at_reset.end_reason == "SANDBOX_FAILURE" and lost_at_reset.completion_ids == []
+    assert lost_at_reset.end_reason == "SANDBOX_FAILURE" and lost_at_reset.num_model_tokens == 0
+    assert len(lost_at_reset.prompt_ids) == len(lost_at_reset.completion_ids) == 1  # a masked placeholder
     assert lost_at_step.end_reason == "SANDBOX_FAILURE" and lost_at_step.num_model_tokens > 0
     assert lost_at_reset.reward == lost_at_step.reward == 0.0
 
@@ -257,3 +258,47 @@ def test_ray_workers_without_ray_say_how_to_install(monkeypatch):
     with pytest.raises(ConfigError, match=r"pip install 'pyvision-env\[ray\]'"):
         RolloutConfig(num_env_workers=2)
     assert RolloutConfig(num_env_workers=0).num_env_workers == 0
+
+
+def test_a_batch_lost_at_reset_trains_on_without_it(tmp_path, tiny_model, letter_tasks):
+    """SANDBOX_FAILURE trajectories lost at reset (no prompt) reach TRL dropped, and the step runs."""
+    pytest.importorskip("trl", reason="needs trl: pip install 'pyvision-env[train]'")
+    import math
+
+    from pyvision_train.run import build_trainer
+    from pyvision_train.trainer import PyVisionGRPOTrainer
+
+    class LossyHosts(PyVisionGRPOTrainer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            make_runner = self._make_runner
+
+            def lossy(mode):
+                runner = make_runner(mode)
+                make_env = runner.make_env
+                runner.make_env = lambda env_id: LosesItsHost(make_env(env_id))
+                return runner
+
+            self._make_runner = lossy
+
+    config = from_dict({
+        "output_dir": str(tmp_path / "run"),
+        "model": {"path": str(tiny_model), "dtype": "float32"},
+        "env": {"id": ENV_ID, "train_max_turns": 2, "kwargs": {"tasks": letter_tasks}},
+        "data": {"train_prompts": 2},  # seeds 0 and 1: each step plays one of them twice
+        "filter": {"drop_tied_groups": False},
+        "grpo": {"use_cpu": True, "bf16": False, "num_generations": 2, "per_device_train_batch_size": 2,
+                 "steps_per_generation": 1, "max_completion_length": 8, "max_steps": 2,
+                 "logging_steps": 1, "save_strategy": "no", "report_to": [],
+                 "gradient_checkpointing": False},
+    })
+    trainer = build_trainer(config, LossyHosts)
+    try:
+        result = trainer.train()
+    finally:
+        trainer.close()
+    assert result.global_step == 2 and math.isfinite(result.training_loss)
+    lost = [r["pyvision/end_reason/SANDBOX_FAILURE"] for r in trainer.state.log_history
+            if "pyvision/end_reason/SANDBOX_FAILURE" in r]
+    assert sorted(lost) == [0.0, 1.0]  # one step played seed 1: both its episodes lost at reset
+    assert all(math.isfinite(r["loss"]) for r in trainer.state.log_history if "loss" in r)
