@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,17 +140,36 @@ class RolloutConfig:
             "tools" (native `python` tool calls through the chat template's tool format).
         num_workers: threads stepping envs concurrently (env.step blocks on the sandbox).
         max_context_tokens: an episode whose token sequence outgrows this ends with OVER_LENGTH.
+        num_env_workers: 0 runs the envs in the trainer's process; N > 0 hosts them on up to N
+            Ray actors per env id and mode (`pyvision_agents.ray_pool`, extra `ray`).
+        ray_address: the Ray cluster for `num_env_workers` ("auto", "ray://HEAD_IP:10001");
+            None starts or joins a local Ray instance.
     """
 
     protocol: str = "tags"
     num_workers: int = 8
     max_context_tokens: int = 16384
+    num_env_workers: int = 0
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         if self.protocol not in ("tags", "tools"):
             raise ConfigError(f"rollout.protocol must be 'tags' or 'tools', got {self.protocol!r}")
         if self.num_workers < 1 or self.max_context_tokens < 1:
             raise ConfigError("rollout.num_workers and rollout.max_context_tokens must be >= 1")
+        if type(self.num_env_workers) is not int or self.num_env_workers < 0:
+            raise ConfigError(f"rollout.num_env_workers must be an integer >= 0 (0: local envs), "
+                              f"got {self.num_env_workers!r}")
+        if self.ray_address is not None:
+            if not isinstance(self.ray_address, str) or not self.ray_address:
+                raise ConfigError(f"rollout.ray_address must be a Ray address such as 'auto' or "
+                                  f"'ray://HEAD_IP:10001', got {self.ray_address!r}")
+            if not self.num_env_workers:
+                raise ConfigError("rollout.ray_address is set but rollout.num_env_workers is 0 (local "
+                                  "envs): set rollout.num_env_workers > 0 or remove rollout.ray_address")
+        if self.num_env_workers and importlib.util.find_spec("ray") is None:
+            raise ConfigError("rollout.num_env_workers > 0 needs ray: pip install 'pyvision-env[ray]', "
+                              "or set rollout.num_env_workers: 0 for local envs")
 
 
 @dataclass(frozen=True)

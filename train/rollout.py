@@ -9,11 +9,14 @@ agree by construction; `image_token_mismatch` checks it before the trainer sees 
 
 Generation is batched over every running episode of a batch (one `generate` call per turn);
 env resets and steps run concurrently in a thread pool, since `env.step` blocks on the sandbox.
+The envs are local, or hosted by Ray actors (`num_env_workers` > 0, `pyvision_agents.ray_pool`).
 """
 
 from __future__ import annotations
 
+import functools
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -30,7 +33,9 @@ from pyvision_agents.chat import (
     reply_to_action,
     to_model_messages,
 )
+from pyvision_agents.ray_pool import EnvLost, RayEnvPool
 from pyvision_env import info as keys
+from pyvision_env.info import EndReason
 
 # End reasons the trainer gives on top of the env's `EndReason` values.
 OVER_LENGTH = "OVER_LENGTH"  # the token sequence outgrew `max_context_tokens` (same name as the env's)
@@ -254,30 +259,48 @@ def image_token_mismatch(trajectory: Trajectory, codec: ChatCodec) -> str | None
 class EpisodeRunner:
     """Plays a batch of episodes against a pool of envs, generation batched across episodes.
 
+    The runner keeps, per env id, as many envs as the largest batch so far needed and reuses them
+    by `reset`; the i-th start of an env id in a batch plays on env i, so no env serves two
+    episodes at once.
+
     Args:
         codec: the processor wrapper (chat template, tokenization).
-        make_env: builds one env for an env id (the runner keeps a pool and reuses envs by reset).
+        make_env: builds one env for an env id. With `num_env_workers` it is pickled to the Ray
+            actors (a `functools.partial` of `gymnasium.make`, or a lambda).
         num_workers: threads for concurrent env resets and steps.
         max_context_tokens: an episode whose prompt + completion outgrows this ends (OVER_LENGTH).
         eos_ids: token ids that end a model turn.
+        num_env_workers: 0 plays on envs in this process; N > 0 on envs hosted by a `RayEnvPool`
+            of up to N actors per env id. A batch that needs more envs of an id than its pool
+            holds replaces the pool by a larger one. An actor lost during a reset or step ends
+            the episode with SANDBOX_FAILURE; the pool replaces the actor for the next batch.
+        ray_address: the Ray cluster ("auto", "ray://host:10001"); None starts or joins a local
+            Ray instance.
     """
 
     def __init__(self, codec: ChatCodec, make_env: Callable[[str], Any], *, num_workers: int,
-                 max_context_tokens: int, eos_ids: Sequence[int]) -> None:
+                 max_context_tokens: int, eos_ids: Sequence[int], num_env_workers: int = 0,
+                 ray_address: str | None = None) -> None:
         self.codec = codec
         self.make_env = make_env
         self.max_context_tokens = max_context_tokens
         self.eos_ids = frozenset(eos_ids)
+        self.num_env_workers = num_env_workers
+        self.ray_address = ray_address
         self.executor = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="pyvision-env")
         self._pool: dict[str, list[Any]] = {}
+        self.ray_pools: dict[str, RayEnvPool] = {}  # env id -> the pool hosting its envs
 
     def close(self) -> None:
-        """Stop the worker threads and close every env (and its sandbox)."""
+        """Stop the worker threads and close every env (and its sandbox) and Ray pool."""
         self.executor.shutdown(wait=True)
         for envs in self._pool.values():
             for env in envs:
-                env.close()
+                env.close()  # a Ray pool's envs close with the pool, below
         self._pool.clear()
+        for pool in self.ray_pools.values():
+            pool.close()
+        self.ray_pools.clear()
 
     def run(self, starts: Sequence[EpisodeStart], generate: GenerateFn) -> tuple[list[Trajectory], RolloutTimes]:
         """Play one episode per start to its end; trajectories come back in the order of `starts`."""
@@ -304,26 +327,54 @@ class EpisodeRunner:
     # ------------------------------------------------------------------ one episode
 
     def _envs_for(self, starts: Sequence[EpisodeStart]) -> list[Any]:
-        needed: dict[str, int] = {}
+        """One env per start: the i-th start of an env id gets that id's env i."""
+        for env_id, count in Counter(start.env_id for start in starts).items():
+            if len(self._pool.get(env_id, ())) < count:
+                self._grow(env_id, count)
+        taken: Counter[str] = Counter()
         envs = []
         for start in starts:
-            pool = self._pool.setdefault(start.env_id, [])
-            index = needed.get(start.env_id, 0)
-            if index == len(pool):
-                pool.append(self.make_env(start.env_id))
-            needed[start.env_id] = index + 1
-            envs.append(pool[index])
+            envs.append(self._pool[start.env_id][taken[start.env_id]])
+            taken[start.env_id] += 1
         return envs
+
+    def _grow(self, env_id: str, size: int) -> None:
+        """Hold at least `size` envs of `env_id`: make the missing ones here, or replace the
+        id's Ray pool by one of `size` slots."""
+        if not self.num_env_workers:
+            envs = self._pool.setdefault(env_id, [])
+            envs.extend(self.make_env(env_id) for _ in range(size - len(envs)))
+            return
+        if env_id in self.ray_pools:
+            del self._pool[env_id]
+            self.ray_pools.pop(env_id).close()
+        workers = min(self.num_env_workers, size)
+        pool = RayEnvPool(functools.partial(self.make_env, env_id), num_workers=workers,
+                          envs_per_worker=-(-size // workers), address=self.ray_address)
+        self.ray_pools[env_id] = pool
+        self._pool[env_id] = pool.envs()
 
     def _reset(self, env: Any, start: EpisodeStart) -> tuple[Trajectory, str]:
         options = {"task_index": start.task_index} if start.task_index is not None else None
-        _, info = env.reset(seed=start.seed, options=options)
+        try:
+            _, info = env.reset(seed=start.seed, options=options)
+        except EnvLost:  # the Ray actor died twice: no prompt to play; dropped, never scored
+            return self._lost_at_reset(), ""
         text, images = self.codec.render(info[keys.MESSAGES])
         encoded = self.codec.encode(text, images)
         trajectory = Trajectory(prompt_ids=encoded["ids"], images=list(images),
                                 num_prompt_images=len(images))
         _add_features(trajectory, encoded)
         return trajectory, text
+
+    def _lost_at_reset(self) -> Trajectory:
+        """A SANDBOX_FAILURE trajectory without a prompt: one pad token as prompt and one, masked,
+        as completion, since TRL builds its batch tensors from the token lists and an empty list
+        would turn them into floats."""
+        tokenizer = self.codec.tokenizer
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        return Trajectory(prompt_ids=[pad], completion_ids=[pad], tool_mask=[0], logprobs=[0.0],
+                          end_reason=EndReason.SANDBOX_FAILURE.value)
 
     def _request(self, trajectory: Trajectory) -> TurnRequest:
         import torch
@@ -348,7 +399,11 @@ class EpisodeRunner:
         _add_model_tokens(trajectory, ids, output.logprobs)
         text = self.codec.decode(ids)
         action = self.codec.action(text)
-        _, reward, terminated, truncated, info = env.step(action)
+        try:
+            _, reward, terminated, truncated, info = env.step(action)
+        except EnvLost:  # the Ray actor holding the env died: infrastructure, not the policy
+            trajectory.end_reason = EndReason.SANDBOX_FAILURE.value
+            return trajectory, rendered
         _record_info(trajectory, info, reward)
         if terminated or truncated:
             return trajectory, rendered

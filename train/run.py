@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -60,11 +61,11 @@ def build_trainer(config: TrainConfig, trainer_class: type | None = None):
     codec = ChatCodec(processor, config.rollout.protocol)
 
     def make_runner(mode: str) -> EpisodeRunner:
-        kwargs = config.env.env_kwargs(mode)
-        return EpisodeRunner(codec, lambda env_id: gym.make(env_id, **kwargs),
-                             num_workers=config.rollout.num_workers,
-                             max_context_tokens=config.rollout.max_context_tokens,
-                             eos_ids=trainer.eos_token_ids)
+        rollout = config.rollout
+        return EpisodeRunner(codec, functools.partial(gym.make, **config.env.env_kwargs(mode)),
+                             num_workers=rollout.num_workers, max_context_tokens=rollout.max_context_tokens,
+                             eos_ids=trainer.eos_token_ids, num_env_workers=rollout.num_env_workers,
+                             ray_address=rollout.ray_address)
 
     class JsonlMetrics(TrainerCallback):
         """Appends every log record to `<output_dir>/metrics.jsonl` (main process only)."""
