@@ -322,7 +322,7 @@ class EpisodeRunner:
             for i, state in zip(running, updated):
                 states[i] = state
             times.env += time.perf_counter() - tic
-        return [trajectory for trajectory, _ in states], times
+        return [self._never_empty(trajectory) for trajectory, _ in states], times
 
     # ------------------------------------------------------------------ one episode
 
@@ -367,14 +367,23 @@ class EpisodeRunner:
         _add_features(trajectory, encoded)
         return trajectory, text
 
-    def _lost_at_reset(self) -> Trajectory:
-        """A SANDBOX_FAILURE trajectory without a prompt: one pad token as prompt and one, masked,
-        as completion, since TRL builds its batch tensors from the token lists and an empty list
-        would turn them into floats."""
+    def _pad_id(self) -> int:
         tokenizer = self.codec.tokenizer
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        return Trajectory(prompt_ids=[pad], completion_ids=[pad], tool_mask=[0], logprobs=[0.0],
-                          end_reason=EndReason.SANDBOX_FAILURE.value)
+        return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    def _lost_at_reset(self) -> Trajectory:
+        """A SANDBOX_FAILURE trajectory without a prompt: one pad token stands for it."""
+        return Trajectory(prompt_ids=[self._pad_id()], end_reason=EndReason.SANDBOX_FAILURE.value)
+
+    def _never_empty(self, trajectory: Trajectory) -> Trajectory:
+        """Give a trajectory with no completion (lost at reset, or output refused at its first
+        token) one masked pad token: TRL builds its batch tensors from the token lists, and an
+        empty first list would make them floats."""
+        if not trajectory.completion_ids:
+            trajectory.completion_ids, trajectory.tool_mask = [self._pad_id()], [0]
+            if trajectory.logprobs is not None:
+                trajectory.logprobs = [0.0]
+        return trajectory
 
     def _request(self, trajectory: Trajectory) -> TurnRequest:
         import torch

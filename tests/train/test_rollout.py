@@ -120,6 +120,13 @@ def test_a_vision_token_from_the_model_ends_the_episode_as_invalid(codec, letter
     assert codec.image_pad_id not in trajectory.completion_ids
 
 
+def test_output_refused_at_its_first_token_leaves_one_masked_token(codec, letter_tasks):
+    """TRL builds its tensors from the token lists: an empty completion would make them floats."""
+    trajectory = play(codec, letter_tasks, [[codec.image_pad_id]])
+    assert trajectory.end_reason == "INVALID_OUTPUT"
+    assert len(trajectory.completion_ids) == 1 and trajectory.tool_mask == [0]
+
+
 def test_a_context_over_budget_ends_with_over_length(codec, letter_tasks):
     trajectory = play(codec, letter_tasks, [SHOW], max_context_tokens=50)
     assert trajectory.end_reason == "OVER_LENGTH"
