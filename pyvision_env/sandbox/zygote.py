@@ -8,23 +8,34 @@ import importlib
 import json
 import os
 import select
-import shutil
 import signal
 import socket
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from pyvision_env.sandbox import confine
+from pyvision_env.sandbox import confine, view
+
+# The directory holding the `pyvision_env` package: the zygote's code comes from here.
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Set in the zygote's environment by every backend: thread caps, and transparent huge pages for
+# malloc (a fresh worker copies the episode's images into new memory, and with 4 KiB pages the
+# page faults cost more than the copy).
+ZYGOTE_ENV_SET = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                  "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1",
+                  "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
 
 PRELOAD = ("numpy", "PIL.Image", "matplotlib", "matplotlib.pyplot", "matplotlib.figure",
            "matplotlib.backends.backend_agg", "pyvision_env.sandbox.worker")
-OPTIONAL_PRELOAD = ("decord", "av", "pyvision_env.media.video")
+OPTIONAL_PRELOAD = ("decord", "av")
 MAX_MESSAGE = 64 * 1024
 _SIGCHLD = 17
 _CLONE_SYSCALL = {"x86_64": 56, "aarch64": 220}
 _SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+_PR_SET_CHILD_SUBREAPER = 36
+_CGROUP_V1_MEMORY = "/sys/fs/cgroup/memory"
 
 
 @dataclass
@@ -34,6 +45,7 @@ class _Episode:
     workdir: str
     status_fd: int
     namespaced: bool
+    cgroup: str | None = None
 
 
 def preload() -> list[str]:
@@ -78,28 +90,34 @@ def _clone(flags: int) -> int:
     return pid
 
 
+
 class Zygote:
     """The request loop. Single-threaded: every fork happens from this one thread.
 
     The zygote is started once per host process (`LocalSandbox`) or once per container
     (`DockerSandbox`), imports everything cells use (numpy, PIL, matplotlib with Agg, decord /
-    PyAV when installed), then serves requests from the host on a Unix seqpacket socket, one JSON
-    message each:
+    PyAV when installed), plans the workers' filesystem view (`view.plan_view`), then serves
+    requests from the host on a Unix seqpacket socket, one JSON message each:
 
-    - `{"op": "spawn"}` with two file descriptors attached (the host's socket to the new worker and
-      the write end of a status pipe): makes a private working directory and forks the worker.
-      Replies `{"ok": true, "id": <worker pid>, "workdir": <path>}`.
+    - `{"op": "spawn", "memory_bytes": N}` with two file descriptors attached (the host's socket
+      to the new worker and the write end of a status pipe): makes a private working directory,
+      forks the worker and puts it in a memory cgroup of its own (limit N, where the host has the
+      cgroup v1 memory controller and we are root). Replies `{"ok": true, "id": <worker pid>,
+      "workdir": <path>}`.
     - `{"op": "kill", "id": ...}`: SIGKILLs every process of that episode and replies at once.
-      When the worker has exited, the zygote reaps it and removes its working directory (and
-      anything its user id left in /tmp, /var/tmp or /dev/shm). Requests come first: the next
-      episode is forked while the last one is still being torn down.
+
+    When a worker ends, the zygote reaps it, writes its exit status ("exit 7", "signal 11") to the
+    status pipe (the host's sign that it is gone) and hands its files to the cleaner, a process of
+    its own: removing a cell's leftovers (a 1,500-deep tree, 50,000 files) never recurses and never
+    delays a request. The zygote reaps every child, including processes an episode orphaned (it is
+    their subreaper, or init in a container). Its workers and the cleaner die with it
+    (`PR_SET_PDEATHSIG`), and when the host's end of the socket closes it kills every episode,
+    lets the cleaner finish and exits.
 
     The worker is cloned into new PID, network and IPC namespaces where the kernel allows it: it is
     init there, so its death takes every process of the episode with it, however they were started
-    (where namespaces are refused, every process of the episode's user id is killed instead). When
-    a worker ends, the zygote writes its exit status ("exit 7", "signal 11") to the status pipe: the
-    host's sign that it is gone. The worker confines itself (see `worker.start_worker`).
-    When the host's end of the socket closes, the zygote kills every episode and exits.
+    (where namespaces are refused, every process of the episode's user id is killed instead). The
+    worker confines itself (see `worker.start_worker`).
     """
 
     def __init__(self, control: socket.socket, tmp_root: str, uid_base: int) -> None:
@@ -108,11 +126,17 @@ class Zygote:
         self.uid_base = uid_base
         self.episodes: dict[int, _Episode] = {}
         self.namespaces = True
+        self.view_plan = view.plan_view(PACKAGE_ROOT)
+        self.cgroup_root = _make_cgroup_root()
+        self.cleaner = _Cleaner()
 
     def serve(self) -> None:
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        self.cleaner.start()
         while True:
             ready = select.select([self.control, wake_read], [], [])[0]
             if self.control in ready:
@@ -124,6 +148,10 @@ class Zygote:
             self._reap()
         for pid in list(self.episodes):
             self._end(pid, kill=True)
+        self.cleaner.finish()
+        if self.cgroup_root is not None:
+            with contextlib.suppress(OSError):
+                os.rmdir(self.cgroup_root)
 
     def _answer(self) -> bool:
         """Handle one request; False when the host has gone."""
@@ -145,7 +173,7 @@ class Zygote:
 
     def _handle(self, message: dict[str, Any], fds: list[int]) -> dict[str, Any]:
         if message["op"] == "spawn":
-            return self._spawn(*fds)
+            return self._spawn(*fds, memory_bytes=int(message.get("memory_bytes", 0)))
         if message["op"] == "kill":
             episode = self.episodes.get(int(message["id"]))
             if episode is not None:
@@ -153,7 +181,7 @@ class Zygote:
             return {"ok": True}
         raise ValueError(f"unknown request {message['op']!r}")
 
-    def _spawn(self, worker_fd: int, status_fd: int) -> dict[str, Any]:
+    def _spawn(self, worker_fd: int, status_fd: int, memory_bytes: int) -> dict[str, Any]:
         """Clone a worker into new namespaces (fork without them where refused)."""
         workdir = tempfile.mkdtemp(prefix="pyvision-episode-", dir=self.tmp_root)
         pid = -1
@@ -169,26 +197,32 @@ class Zygote:
                 self.control.close()
                 from pyvision_env.sandbox.worker import start_worker
 
-                start_worker(worker_fd, workdir, self.uid_base,
+                start_worker(worker_fd, workdir, self.uid_base, self.view_plan,
                              ["pid", "network"] if namespaced else [])
             finally:
                 os._exit(0)
         os.close(worker_fd)
-        self.episodes[pid] = _Episode(pid, self.uid_base + pid, workdir, status_fd, namespaced)
-        return {"ok": True, "id": pid, "workdir": workdir}
+        episode = _Episode(pid, self.uid_base + pid, workdir, status_fd, namespaced)
+        self.episodes[pid] = episode
+        episode.cgroup = _join_cgroup(self.cgroup_root, pid, memory_bytes)
+        return {"ok": True, "id": pid, "workdir": workdir, "cgroup": episode.cgroup is not None}
 
     def _reap(self) -> None:
-        """Collect workers that ended on their own; tell the host how, then clean up."""
-        for pid in list(self.episodes):
+        """Collect every child that ended: workers (report, clean up) and orphans an episode left."""
+        while True:
             try:
-                done, status = os.waitpid(pid, os.WNOHANG)
+                pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                done, status = pid, 0
-            if done:
+                return
+            if pid == 0:
+                return
+            if pid in self.episodes:
                 self._end(pid, status=status)
+            elif pid == self.cleaner.pid:
+                self.cleaner.start()  # it died (killed from outside): start another
 
     def _end(self, pid: int, *, kill: bool = False, status: int | None = None) -> None:
-        """Make sure every process of the episode is gone, report its status, remove its files."""
+        """Make sure every process of the episode is gone, report its status, hand off its files."""
         episode = self.episodes.pop(pid, None)
         if episode is None:
             return
@@ -202,24 +236,184 @@ class Zygote:
         if status is not None:
             report = (f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
                       else f"exit {os.waitstatus_to_exitcode(status)}")
+            if episode.cgroup is not None and _oom_killed(episode.cgroup):
+                report += " oom"
             with contextlib.suppress(OSError):
                 os.write(episode.status_fd, report.encode())
         os.close(episode.status_fd)
-        self._clean_files(episode)
+        self.cleaner.clean(episode)
+
+
+class _Cleaner:
+    """A child process that removes ended episodes' files, so the zygote never waits for it."""
+
+    def __init__(self) -> None:
+        self.pid = -1
+        self._pipe = -1
+
+    def start(self) -> None:
+        if self._pipe >= 0:
+            os.close(self._pipe)
+        read_end, self._pipe = os.pipe2(os.O_CLOEXEC)
+        self.pid = os.fork()
+        if self.pid == 0:
+            try:
+                os.close(self._pipe)
+                confine.die_with_parent()
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                with os.fdopen(read_end, "rb") as requests:
+                    for line in requests:
+                        with contextlib.suppress(Exception):
+                            _clean_episode(json.loads(line))
+            finally:
+                os._exit(0)
+        os.close(read_end)
+
+    def clean(self, episode: _Episode) -> None:
+        request = {"workdir": episode.workdir, "uid": episode.uid, "cgroup": episode.cgroup,
+                   "scratch": not episode.namespaced or not self._is_local()}
+        try:
+            os.write(self._pipe, json.dumps(request).encode() + b"\n")
+        except OSError:  # the cleaner is gone: start another and clean here as a last resort
+            self.start()
+            _clean_episode(request)
 
     @staticmethod
-    def _clean_files(episode: _Episode) -> None:
-        shutil.rmtree(episode.workdir, ignore_errors=True)
+    def _is_local() -> bool:
+        return os.getpid() != 1  # pid 1: the zygote is a container's init (Docker)
+
+    def finish(self, seconds: float = 30.0) -> None:
+        """Let the cleaner work through what it was given, then exit."""
+        os.close(self._pipe)
+        self._pipe = -1
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                if os.waitpid(self.pid, os.WNOHANG)[0]:
+                    return
+            time.sleep(0.01)
+
+
+def _clean_episode(request: dict[str, Any]) -> None:
+    """Remove an episode's working directory, what its uid left in the scratch directories, and
+    its cgroup."""
+    remove_tree(request["workdir"])
+    with contextlib.suppress(OSError):
+        os.rmdir(view.view_root(request["workdir"]))
+    if request["scratch"]:
         for scratch in _SCRATCH_DIRS:
             with contextlib.suppress(OSError), os.scandir(scratch) as entries:
-                for entry in entries:
+                for entry in list(entries):
                     with contextlib.suppress(OSError):
-                        if entry.stat(follow_symlinks=False).st_uid != episode.uid:
-                            continue
-                        if entry.is_dir(follow_symlinks=False):
-                            shutil.rmtree(entry.path, ignore_errors=True)
-                        else:
-                            os.unlink(entry.path)
+                        if entry.stat(follow_symlinks=False).st_uid == request["uid"]:
+                            remove_tree(entry.path)
+    if request["cgroup"]:
+        for _ in range(100):  # the kernel may take a moment to let go of the last process
+            try:
+                os.rmdir(request["cgroup"])
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.02)
+
+
+def remove_tree(path: str) -> None:
+    """Remove `path` and everything beneath it, never following a symlink, without recursion.
+
+    Subdirectories are moved up into the top directory one level at a time and removed once
+    empty, so a tree of any depth costs two open descriptors and no long paths.
+    """
+    try:
+        top = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return
+    except OSError:  # not a directory, or a symlink
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return
+    serial = 0
+    try:
+        while True:
+            removed = 0
+            with os.scandir(top) as entries:
+                names = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+            if not names:
+                break
+            for name, is_dir in names:
+                if not is_dir:
+                    with contextlib.suppress(OSError):
+                        os.unlink(name, dir_fd=top)
+                        removed += 1
+                    continue
+                try:
+                    inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=top)
+                except OSError:
+                    continue
+                try:
+                    with os.scandir(inner) as entries:
+                        children = [(entry.name, entry.is_dir(follow_symlinks=False))
+                                    for entry in entries]
+                    for child, child_is_dir in children:
+                        with contextlib.suppress(OSError):
+                            if child_is_dir:
+                                serial += 1
+                                os.rename(child, f".pyvision-removing-{serial}", src_dir_fd=inner,
+                                          dst_dir_fd=top)
+                            else:
+                                os.unlink(child, dir_fd=inner)
+                            removed += 1
+                finally:
+                    os.close(inner)
+                with contextlib.suppress(OSError):
+                    os.rmdir(name, dir_fd=top)
+                    removed += 1
+            if not removed:  # something cannot be removed (e.g. immutable): stop trying
+                break
+    finally:
+        os.close(top)
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
+
+
+def _make_cgroup_root() -> str | None:
+    """A cgroup v1 memory directory for this zygote's episodes, inside our own; None if refused."""
+    try:
+        with open("/proc/self/cgroup") as lines:
+            own = next(line.split(":", 2)[2].strip() for line in lines
+                       if line.split(":", 2)[1] == "memory")
+        root = os.path.join(_CGROUP_V1_MEMORY + own, f"pyvision-{os.getpid()}")
+        os.makedirs(root, exist_ok=True)
+        return root
+    except (OSError, StopIteration, IndexError):
+        return None
+
+
+def _join_cgroup(root: str | None, pid: int, memory_bytes: int) -> str | None:
+    """Put a new worker in a memory cgroup of its own, limited to `memory_bytes`."""
+    if root is None or memory_bytes <= 0:
+        return None
+    path = os.path.join(root, str(pid))
+    try:
+        os.mkdir(path)
+        for name, value in (("memory.limit_in_bytes", memory_bytes),
+                            ("memory.memsw.limit_in_bytes", memory_bytes), ("cgroup.procs", pid)):
+            with contextlib.suppress(FileNotFoundError):  # memsw: only with swap accounting
+                with open(os.path.join(path, name), "w") as file:
+                    file.write(str(value))
+        return path
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.rmdir(path)
+        return None
+
+
+def _oom_killed(cgroup: str) -> bool:
+    """Whether the kernel's OOM killer acted in this cgroup (the episode hit its memory limit)."""
+    with contextlib.suppress(OSError), open(os.path.join(cgroup, "memory.oom_control")) as file:
+        return any(line.split()[:1] == ["oom_kill"] and int(line.split()[1]) > 0 for line in file)
+    return False
 
 
 def _kill(episode: _Episode) -> None:
