@@ -400,7 +400,7 @@ class Session:
 # Process setup and the message loop
 # ---------------------------------------------------------------------------------------------
 
-def start_worker(fd: int, workdir: str, uid_base: int, plan: view.ViewPlan,
+def start_worker(fd: int, workdir: str, uid: int, plan: view.ViewPlan,
                  isolation: list[str]) -> None:
     """The worker's whole life, in a child of the zygote; never returns.
 
@@ -408,7 +408,6 @@ def start_worker(fd: int, workdir: str, uid_base: int, plan: view.ViewPlan,
     may be readable by root only; they are opened here, under their neutral names), then confine
     (see `_confine`), report `ready`, and serve cells.
     """
-    uid = uid_base + int(os.readlink("/proc/self"))  # /proc/self: the pid outside our PID namespace
     try:
         channel = _detach(fd)
         header, buffers = channel.recv(time.monotonic() + 60.0, _MAX_INIT_BYTES)
@@ -477,6 +476,7 @@ def _receive_videos(header: dict[str, Any], buffers: list[bytearray], workdir: s
 def _confine(config: SandboxConfig, workdir: str, uid: int) -> list[str]:
     """Private cwd, scrubbed environment, rlimits, our own uid, Landlock, seccomp. Returns what
     applied."""
+    in_memory_cgroup = _in_own_memory_cgroup()
     os.chown(workdir, uid, uid)
     os.chmod(workdir, 0o700)
     os.chdir(workdir)
@@ -495,9 +495,22 @@ def _confine(config: SandboxConfig, workdir: str, uid: int) -> list[str]:
     if confine.no_new_privileges():
         applied += ["landlock-" + part for part in confine.restrict_with_landlock(
             [workdir, os.devnull])]
-        if seccomp.install_filter():
+        if seccomp.install_filter(deny_memfd=not in_memory_cgroup):
             applied.append("seccomp")
     return applied
+
+
+def _in_own_memory_cgroup() -> bool:
+    """Whether the zygote put this worker in a memory cgroup of its own (named by its pid)."""
+    try:
+        with open("/proc/self/cgroup") as lines:
+            for line in lines:
+                _, controllers, path = line.rstrip("\n").split(":", 2)
+                if "memory" in controllers.split(","):
+                    return os.path.basename(path).isdigit()
+    except (OSError, ValueError):
+        pass
+    return False
 
 
 def serve(channel: Channel, session: Session) -> None:

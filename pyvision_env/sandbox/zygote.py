@@ -197,7 +197,10 @@ class Zygote:
                 self.control.close()
                 from pyvision_env.sandbox.worker import start_worker
 
-                start_worker(worker_fd, workdir, self.uid_base, self.view_plan,
+                uid = self.uid_base + int(os.readlink("/proc/self"))  # our pid outside any PID ns
+                if namespaced and os.fork() != 0:
+                    _namespace_init()
+                start_worker(worker_fd, workdir, uid, self.view_plan,
                              ["pid", "network"] if namespaced else [])
             finally:
                 os._exit(0)
@@ -234,8 +237,10 @@ class Zygote:
             with contextlib.suppress(ChildProcessError):
                 status = os.waitpid(pid, 0)[1]
         if status is not None:
-            report = (f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
-                      else f"exit {os.waitstatus_to_exitcode(status)}")
+            code = os.waitstatus_to_exitcode(status)
+            if episode.namespaced and code > 128:  # the namespace init's report of a signal
+                code = -(code - 128)
+            report = f"signal {-code}" if code < 0 else f"exit {code}"
             if episode.cgroup is not None and _oom_killed(episode.cgroup):
                 report += " oom"
             with contextlib.suppress(OSError):
@@ -414,6 +419,26 @@ def _oom_killed(cgroup: str) -> bool:
     with contextlib.suppress(OSError), open(os.path.join(cgroup, "memory.oom_control")) as file:
         return any(line.split()[:1] == ["oom_kill"] and int(line.split()[1]) > 0 for line in file)
     return False
+
+
+def _namespace_init() -> None:
+    """Init of an episode's PID namespace: reap every process (orphans included, so a cell's
+    double-forked children never pile up as zombies) until the worker, its only child, ends;
+    then exit with its status (a signal N as exit code 128 + N), which ends the namespace."""
+    confine.die_with_parent()
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.closerange(0, 1 << 16)
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            os._exit(0)
+        except InterruptedError:
+            continue
+        if pid == 2:  # the worker: the first process forked in the namespace
+            os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status)
+                     else os.waitstatus_to_exitcode(status))
 
 
 def _kill(episode: _Episode) -> None:
