@@ -7,7 +7,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from pyvision_env.sandbox.base import CellError, CellResult, CellStatus, truncate_middle
+from pyvision_env.sandbox.base import CellError, CellResult, CellStatus, Cut, truncate_middle
 from pyvision_env.sandbox.wire import clean_text
 
 ChatForm = Literal["observation", "inline"]
@@ -129,11 +129,12 @@ def parts_images(parts: Sequence[dict[str, Any]]) -> list[np.ndarray]:
     return [part["image"] for part in parts if part.get("type") == "image"]
 
 
-def _stripped(text: str, cut: tuple[int, int], max_chars: int) -> str:
+def _stripped(text: str, cut: Cut, max_chars: int) -> str:
     """`text` stripped of surrounding whitespace, then cut once (`truncate_middle`)."""
     lead = len(text) - len(text.lstrip())
     stripped = text.strip()
-    return truncate_middle(stripped, max_chars, (min(max(cut[0] - lead, 0), len(stripped)), cut[1]))
+    index = min(max(cut.index - lead, 0), len(stripped))
+    return truncate_middle(stripped, max_chars, Cut(index, cut.count))
 
 
 def _check_form(form: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import NamedTuple, Protocol, Sequence
 
 import numpy as np
 
@@ -27,6 +27,14 @@ class CellError:
     traceback: str = ""
 
 
+class Cut(NamedTuple):
+    """Where a captured stream was cut: `count` characters were removed at `index` of the
+    kept text (`Cut(0, 0)`: nothing was cut)."""
+
+    index: int = 0
+    count: int = 0
+
+
 @dataclass(frozen=True)
 class CellResult:
     """What running one cell produced.
@@ -43,8 +51,7 @@ class CellResult:
         duration: wall-clock seconds spent running the cell.
         state_lost: True when the worker was restarted, so variables defined by earlier cells are
             gone (the preloaded media are back).
-        stdout_cut, stderr_cut: `(index, count)`: `count` characters were cut out of the stream at
-            `index` of the kept text; `(0, 0)` when nothing was cut.
+        stdout_cut, stderr_cut: where the stream was cut and how much (`Cut`).
         notes: what the sandbox did to the cell's output, for the observation: figures drawn
             smaller or dropped past the limits. Written by the sandbox, never by the cell.
     """
@@ -56,8 +63,8 @@ class CellResult:
     figures: tuple[np.ndarray, ...] = ()
     duration: float = 0.0
     state_lost: bool = False
-    stdout_cut: tuple[int, int] = (0, 0)
-    stderr_cut: tuple[int, int] = (0, 0)
+    stdout_cut: Cut = Cut()
+    stderr_cut: Cut = Cut()
     notes: tuple[str, ...] = ()
 
     @property
@@ -65,17 +72,17 @@ class CellResult:
         return self.status is CellStatus.OK
 
 
-def truncate_middle(text: str, max_chars: int, cut: tuple[int, int] = (0, 0)) -> str:
+def truncate_middle(text: str, max_chars: int, cut: Cut = Cut()) -> str:
     """`text` with at most one omission marker, counting every character left out.
 
-    `cut = (index, count)` says `count` characters were already cut out of `text` at `index`
+    `cut` says `cut.count` characters were already cut out of `text` at `cut.index`
     (the sandbox's cut, see `CellResult.stdout_cut`). If `text` is longer than `max_chars`
     (`<= 0`: no cap), its middle is cut too, the head keeping the larger half; both cuts are
     shown as one marker `\\n...[N characters omitted]...\\n` with the true total N.
 
     >>> truncate_middle("abcdefghij", 4)
     'ab\\n...[6 characters omitted]...\\nij'
-    >>> truncate_middle("abcdef", 0, cut=(3, 100))
+    >>> truncate_middle("abcdef", 0, Cut(3, 100))
     'abc\\n...[100 characters omitted]...\\ndef'
     """
     at, omitted = cut

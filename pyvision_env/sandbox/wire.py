@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pyvision_env.sandbox.base import CellError, CellResult, CellStatus
+from pyvision_env.sandbox.base import CellError, CellResult, CellStatus, Cut
 
 _PREFIX = struct.Struct("<IQ")
 _MAX_HEADER = 64 * 1024 * 1024
@@ -272,11 +272,11 @@ def _text(value: Any, limit: int) -> str:
     return clean_text(value)
 
 
-def _cut_text(value: Any, cut: Any, limit: int) -> tuple[str, tuple[int, int]]:
+def _cut_text(value: Any, cut: Any, limit: int) -> tuple[str, Cut]:
     """A captured stream and its cut, checked; the cut's index follows the cleaning."""
     if not isinstance(value, str) or len(value) > limit:
         raise ValueError("a stream is not a string within its limit")
     if not (isinstance(cut, list) and len(cut) == 2 and all(type(n) is int for n in cut)
             and 0 <= cut[0] <= len(value) and cut[1] >= 0):
         raise ValueError(f"bad cut {str(cut)[:100]}")
-    return clean_text(value), (len(clean_text(value[:cut[0]])), cut[1])
+    return clean_text(value), Cut(len(clean_text(value[:cut[0]])), cut[1])

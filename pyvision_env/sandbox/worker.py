@@ -29,6 +29,7 @@ from pyvision_env.sandbox.base import (
     CellError,
     CellResult,
     CellStatus,
+    Cut,
     SandboxConfig,
     truncate_middle,
 )
@@ -58,8 +59,7 @@ class CappedText(io.TextIOBase):
     """A write-only text stream that keeps the first and last characters written, within a budget.
 
     Memory stays bounded however much is written: the head fills once, the tail is trimmed as it
-    grows. `getvalue()` returns the kept text (at most `limit` characters) and `(index, count)`:
-    `count` characters were cut out at `index`. `buffer` takes bytes (decoded as UTF-8), as
+    grows. `getvalue()` returns the kept text (at most `limit` characters) and the `Cut`. `buffer` takes bytes (decoded as UTF-8), as
     `sys.stdout.buffer` does.
     """
 
@@ -109,12 +109,12 @@ class CappedText(io.TextIOBase):
             self._tail = [joined]
             self._tail_len = len(joined)
 
-    def getvalue(self) -> tuple[str, tuple[int, int]]:
+    def getvalue(self) -> tuple[str, Cut]:
         self.buffer.flush()
         head = "".join(self._head)
         tail = "".join(self._tail)[-self._tail_cap:] if self._tail_cap else ""
         cut = self._total - len(head) - len(tail)
-        return head + tail, ((len(head), cut) if cut else (0, 0))
+        return head + tail, (Cut(len(head), cut) if cut else Cut())
 
 
 class _BytesInto(io.RawIOBase):
