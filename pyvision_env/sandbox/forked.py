@@ -60,14 +60,12 @@ class ZygoteClient:
     def alive(self) -> bool:
         return self._control.fileno() >= 0 and self.owner_pid == os.getpid()
 
-    def spawn(self, timeout: float, memory_bytes: int = 0) -> _Worker:
-        """A new worker process (in a memory cgroup of `memory_bytes` where the zygote can make
-        one); the caller sends it the episode (see `ForkedSandbox`)."""
+    def spawn(self, timeout: float) -> _Worker:
+        """A new worker process; the caller sends it the episode (see `ForkedSandbox`)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         status_read, status_write = os.pipe()
         try:
-            reply = self._request({"op": "spawn", "memory_bytes": memory_bytes},
-                                  [theirs.fileno(), status_write], timeout)
+            reply = self._request({"op": "spawn"}, [theirs.fileno(), status_write], timeout)
         except BaseException:
             ours.close()
             os.close(status_read)
@@ -75,10 +73,7 @@ class ZygoteClient:
         finally:
             theirs.close()
             os.close(status_write)
-        worker = _Worker(int(reply["id"]), str(reply["workdir"]), Channel(ours), status_read)
-        if reply.get("cgroup"):
-            worker.isolation = ("memory-cgroup",)
-        return worker
+        return _Worker(int(reply["id"]), str(reply["workdir"]), Channel(ours), status_read)
 
     def kill(self, worker_id: int, timeout: float = 30.0) -> None:
         """Kill every process of the worker's episode and remove its files; wait until done."""
@@ -125,8 +120,8 @@ class ForkedSandbox:
     - the cell runs past its limit, or stops reading its requests: `TIMEOUT`; every process of
       the episode is killed and a new worker is started with the same media (`state_lost=True`).
     - the worker dies at any time, while a cell runs or between cells, by any signal or exit
-      (`os._exit`, a segfault, its own signals, an rlimit it lowered, its memory cgroup's OOM
-      killer, the host's OOM killer choosing it), or sends bytes that are not the result of this
+      (`os._exit`, a segfault, its own signals, an rlimit it lowered, the OOM killer choosing
+      it), or sends bytes that are not the result of this
       request: `ERROR` with an `InterpreterCrashed` error, and a new worker as above.
     - a worker cannot be started or restarted, or the zygote is gone: `SANDBOX_FAILURE`.
     """
@@ -252,12 +247,12 @@ class ForkedSandbox:
             self._zygote = self._acquire_zygote()
         deadline = time.monotonic() + self.config.start_timeout
         try:
-            worker = self._zygote.spawn(self.config.start_timeout, self.config.memory_bytes)
+            worker = self._zygote.spawn(self.config.start_timeout)
         except SandboxStartError:
             if self._zygote.alive:
                 raise
             self._zygote = self._acquire_zygote()  # it died: one more try with a fresh zygote
-            worker = self._zygote.spawn(self.config.start_timeout, self.config.memory_bytes)
+            worker = self._zygote.spawn(self.config.start_timeout)
         try:
             shapes, image_buffers = pack_arrays(self._images)
             paths, names, blobs = self._video_payload()
@@ -277,8 +272,7 @@ class ForkedSandbox:
             raise SandboxStartError(
                 f"the sandbox worker could not load the episode's media: {reply.get('message')}")
         worker.uid = int(reply["uid"])
-        worker.isolation = tuple(dict.fromkeys([*self.granted_isolation, *reply["isolation"],
-                                                *worker.isolation]))
+        worker.isolation = tuple(dict.fromkeys([*self.granted_isolation, *reply["isolation"]]))
         _warn_if_weak(type(self).__name__, worker.isolation)
         return worker
 
@@ -357,12 +351,9 @@ def _exit_status(worker: _Worker, wait: float) -> str:
 
 
 def _crash_message(status: str, when: str = "while running this cell") -> str:
-    """What happened to the interpreter, from the zygote's report ("signal 9 oom", "exit 3")."""
+    """What happened to the interpreter, from the zygote's report ("signal 9", "exit 3")."""
     kind, _, value = status.partition(" ")
-    value, _, oom = value.partition(" ")
-    if oom:
-        how = "killed for using more memory than its limit"
-    elif kind == "signal" and value.isdigit():
+    if kind == "signal" and value.isdigit():
         try:
             how = f"killed by signal {value} ({signal.Signals(int(value)).name})"
         except ValueError:

@@ -6,9 +6,8 @@ from one episode to a later one through them. `unshare` and `clone` with `CLONE_
 too (a user namespace opens mounts and netfilter to the code), `clone3` reports ENOSYS (so the
 C library falls back to `clone`, whose flags the filter can read), and so does every syscall of
 another ABI (x32, i386 via `int 0x80`), which could otherwise reach the same calls under other
-numbers. Where the episode has no memory cgroup of its own, `memfd_create` fails too: memory
-written into a memfd is not counted by RLIMIT_AS. Everything else is allowed: limits come from
-rlimits, cgroups, Landlock and the uid.
+numbers. `memfd_create` fails too: memory written into a memfd is counted by no rlimit.
+Everything else is allowed: limits come from rlimits, Landlock and the uid.
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ def _op(code: int, k: int = 0, jt: int = 0, jf: int = 0) -> bytes:
     return struct.pack("=HBBI", code, jt, jf, k)
 
 
-def program(machine: str | None = None, *, deny_memfd: bool = False) -> bytes | None:
+def program(machine: str | None = None) -> bytes | None:
     """The filter as BPF instructions for this machine; None where we have no syscall table."""
     machine = machine or os.uname().machine
     table = _SYSCALLS.get(machine)
@@ -50,7 +49,7 @@ def program(machine: str | None = None, *, deny_memfd: bool = False) -> bytes | 
            _op(_LD_W_ABS, _OFFSET_NR)]
     if machine == "x86_64":
         ops += [_op(_JGE, _X32_BIT, 0, 1), _op(_RET, nosys)]
-    for name in ("add_key", "request_key", "keyctl") + (("memfd_create",) if deny_memfd else ()):
+    for name in ("add_key", "request_key", "keyctl", "memfd_create"):
         ops += [_op(_JEQ, number[name], 0, 1), _op(_RET, deny)]
     ops += [_op(_JEQ, number["clone3"], 0, 1), _op(_RET, nosys)]
     ops += [_op(_JEQ, number["unshare"], 1, 0), _op(_JEQ, number["clone"], 0, 3),
@@ -63,10 +62,10 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-def install_filter(*, deny_memfd: bool) -> bool:
+def install_filter() -> bool:
     """Install the filter on this process (and everything it starts); needs no_new_privs first.
     False where the kernel or machine does not allow it."""
-    code = program(deny_memfd=deny_memfd)
+    code = program()
     if code is None:
         return False
     buffer = ctypes.create_string_buffer(code, len(code))

@@ -24,7 +24,9 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+import threading
 from dataclasses import dataclass
+from typing import Callable
 
 CLONE_NEWNS = 0x00020000
 
@@ -39,6 +41,7 @@ SHM_BYTES = 64 * 1024 * 1024
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV = 0x1, 0x2, 0x4
 _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 0x20, 0x1000, 0x4000, 0x40000
 _MNT_DETACH = 2
+_OLD_ROOT = "/.host"  # where the host's tree hangs until it is detached
 _PIVOT_ROOT_SYSCALL = {"x86_64": 155, "aarch64": 41}
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -58,19 +61,23 @@ class ViewPlan:
     hidden: tuple[str, ...]
 
 
-def plan_view(package_root: str) -> ViewPlan:
+def plan_view(package_root: str, tmp_root: str) -> ViewPlan:
     """The view for this interpreter: system paths, its prefixes and `sys.path`, minus the project.
 
     `package_root` is the directory holding this project's packages (a source checkout); it is
-    never bound, and any project package found inside a bound directory is hidden.
+    never bound, and any project package found inside a bound directory is hidden. No path that
+    holds `package_root` or `tmp_root` (where episodes' directories are) is bound, nor `/`.
     """
     root = os.path.realpath(package_root)
+    tmp = os.path.realpath(tmp_root)
     wanted = [*SYSTEM_PATHS, *(os.path.join("/etc", name) for name in ETC_FILES),
               sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-              os.path.dirname(sys.executable)]
-    wanted += [path for path in sys.path if path and os.path.realpath(path) != root]
+              os.path.dirname(sys.executable), *sys.path]
     readable: list[str] = []
-    for path in sorted({os.path.abspath(path) for path in wanted if os.path.lexists(path)}):
+    for path in sorted({os.path.abspath(path) for path in wanted if path and os.path.lexists(path)}):
+        real = os.path.realpath(path)
+        if _beneath(root, real) or _beneath(tmp, real):  # `/`, the checkout, the temp dir
+            continue
         if not any(_beneath(path, outer) for outer in readable):
             readable.append(path)
     candidates = [os.path.join(directory, name) for directory in [*sys.path, root]
@@ -81,7 +88,8 @@ def plan_view(package_root: str) -> ViewPlan:
     return ViewPlan(tuple(readable), tuple(hidden))
 
 
-def enter_view(plan: ViewPlan, workdir: str, media: dict[str, str], new_proc: bool) -> bool:
+def enter_view(plan: ViewPlan, workdir: str, media: dict[str, str],
+               new_proc: bool) -> Callable[[], None] | None:
     """Move this process into a new mount namespace showing only `plan`, `workdir` and `media`.
 
     Args:
@@ -91,11 +99,14 @@ def enter_view(plan: ViewPlan, workdir: str, media: dict[str, str], new_proc: bo
         new_proc: mount a fresh `/proc` (true when this process is init of a new PID namespace;
             otherwise the view has no `/proc`).
 
-    Returns False, changing nothing, when the kernel or our privileges refuse a mount namespace.
-    Raises OSError when the view is half built (the caller must not run cells then).
+    Returns a function that finishes the view (detaches the host's tree, makes the root
+    read-only); call it before running any code of the cell's. The detach waits for the kernel
+    (an RCU grace period, milliseconds), so it runs in a thread meanwhile. Returns None, changing
+    nothing, when the kernel or our privileges refuse a mount namespace. Raises OSError when the
+    view is half built (the caller must not run cells then).
     """
     if _libc.unshare(ctypes.c_int(CLONE_NEWNS)) != 0:
-        return False
+        return None
     _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
     new_root = view_root(workdir)
     os.mkdir(new_root, 0o700)
@@ -113,10 +124,33 @@ def enter_view(plan: ViewPlan, workdir: str, media: dict[str, str], new_proc: bo
         os.makedirs(new_root + "/proc", 0o755, exist_ok=True)
         _mount("proc", new_root + "/proc", "proc", _MS_NOSUID | _MS_NODEV | 0x8)  # 0x8: noexec
     os.makedirs(new_root + "/tmp", 0o755, exist_ok=True)
+    os.mkdir(new_root + _OLD_ROOT, 0o700)
     _pivot_root(new_root)
-    _mount(None, "/", None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
-    os.chdir(workdir)
-    return True
+    detach = _Detach()
+    detach.start()
+
+    def finish() -> None:
+        detach.join()
+        if detach.error is not None:
+            raise detach.error
+        os.rmdir(_OLD_ROOT)
+        _mount(None, "/", None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
+        os.chdir(workdir)
+
+    return finish
+
+
+class _Detach(threading.Thread):
+    """Detach the host's tree from the view (`umount2(MNT_DETACH)`), off the caller's path."""
+
+    def __init__(self) -> None:
+        super().__init__(name="pyvision-view-detach", daemon=True)
+        self.error: OSError | None = None
+
+    def run(self) -> None:
+        if _libc.umount2(_OLD_ROOT.encode(), ctypes.c_int(_MNT_DETACH)) != 0:
+            errno = ctypes.get_errno()
+            self.error = OSError(errno, f"umount old root: {os.strerror(errno)}")
 
 
 def view_root(workdir: str) -> str:
@@ -156,15 +190,13 @@ def _make_dev(new_root: str) -> None:
 
 
 def _pivot_root(new_root: str) -> None:
-    """Make `new_root` the root and detach the old one (the `pivot_root(".", ".")` idiom)."""
+    """Make `new_root` the root; the old one stays at `_OLD_ROOT` until detached."""
     number = _PIVOT_ROOT_SYSCALL.get(os.uname().machine)
     if number is None:
         raise OSError(f"pivot_root: unsupported machine {os.uname().machine}")
     os.chdir(new_root)
-    if _libc.syscall(ctypes.c_long(number), b".", b".") != 0:
+    if _libc.syscall(ctypes.c_long(number), b".", _OLD_ROOT[1:].encode()) != 0:
         _raise("pivot_root")
-    if _libc.umount2(b".", ctypes.c_int(_MNT_DETACH)) != 0:
-        _raise("umount old root")
     os.chdir("/")
 
 

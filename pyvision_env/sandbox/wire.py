@@ -276,6 +276,8 @@ def _cut_text(value: Any, cut: Any, limit: int) -> tuple[str, Cut]:
     """A captured stream and its cut, checked; the cut's index follows the cleaning."""
     if not isinstance(value, str) or len(value) > limit:
         raise ValueError("a stream is not a string within its limit")
+    if cut == [0, 0]:
+        return clean_text(value), Cut()
     if not (isinstance(cut, list) and len(cut) == 2 and all(type(n) is int for n in cut)
             and 0 <= cut[0] <= len(value) and cut[1] >= 0):
         raise ValueError(f"bad cut {str(cut)[:100]}")

@@ -71,7 +71,13 @@ class CappedText(io.TextIOBase):
         self._tail: list[str] = []
         self._tail_len = 0
         self._total = 0
-        self.buffer = _BytesInto(self)
+        self._buffer: _BytesInto | None = None
+
+    @property
+    def buffer(self) -> _BytesInto:
+        if self._buffer is None:  # made on first use: most cells never write bytes
+            self._buffer = _BytesInto(self)
+        return self._buffer
 
     @property
     def encoding(self) -> str:
@@ -110,7 +116,8 @@ class CappedText(io.TextIOBase):
             self._tail_len = len(joined)
 
     def getvalue(self) -> tuple[str, Cut]:
-        self.buffer.flush()
+        if self._buffer is not None:
+            self._buffer.flush()
         head = "".join(self._head)
         tail = "".join(self._tail)[-self._tail_cap:] if self._tail_cap else ""
         cut = self._total - len(head) - len(tail)
@@ -419,12 +426,15 @@ def start_worker(fd: int, workdir: str, uid: int, plan: view.ViewPlan,
             videos = _receive_videos(header, buffers, workdir)
             media = {f"{view.MEDIA_DIR}/video_{index}{_suffix(path)}": path
                      for index, path in enumerate(header["videos"])}
-            if view.enter_view(plan, workdir, media, new_proc="pid" in isolation):
+            finish_view = view.enter_view(plan, workdir, media, new_proc="pid" in isolation)
+            if finish_view is not None:
                 isolation = [*isolation, "filesystem"]
                 videos = [*media, *videos]
             else:
                 videos = [*header["videos"], *videos]
             session = Session(config, images, videos)
+            if finish_view is not None:
+                finish_view()
         except Exception as exc:
             channel.send({"op": "failed", "message": f"{type(exc).__name__}: {exc}"})
             os._exit(0)
@@ -476,7 +486,6 @@ def _receive_videos(header: dict[str, Any], buffers: list[bytearray], workdir: s
 def _confine(config: SandboxConfig, workdir: str, uid: int) -> list[str]:
     """Private cwd, scrubbed environment, rlimits, our own uid, Landlock, seccomp. Returns what
     applied."""
-    in_memory_cgroup = _in_own_memory_cgroup()
     os.chown(workdir, uid, uid)
     os.chmod(workdir, 0o700)
     os.chdir(workdir)
@@ -495,22 +504,9 @@ def _confine(config: SandboxConfig, workdir: str, uid: int) -> list[str]:
     if confine.no_new_privileges():
         applied += ["landlock-" + part for part in confine.restrict_with_landlock(
             [workdir, os.devnull])]
-        if seccomp.install_filter(deny_memfd=not in_memory_cgroup):
+        if seccomp.install_filter():
             applied.append("seccomp")
     return applied
-
-
-def _in_own_memory_cgroup() -> bool:
-    """Whether the zygote put this worker in a memory cgroup of its own (named by its pid)."""
-    try:
-        with open("/proc/self/cgroup") as lines:
-            for line in lines:
-                _, controllers, path = line.rstrip("\n").split(":", 2)
-                if "memory" in controllers.split(","):
-                    return os.path.basename(path).isdigit()
-    except (OSError, ValueError):
-        pass
-    return False
 
 
 def serve(channel: Channel, session: Session) -> None:

@@ -35,7 +35,6 @@ _SIGCHLD = 17
 _CLONE_SYSCALL = {"x86_64": 56, "aarch64": 220}
 _SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
 _PR_SET_CHILD_SUBREAPER = 36
-_CGROUP_V1_MEMORY = "/sys/fs/cgroup/memory"
 
 
 @dataclass
@@ -45,7 +44,6 @@ class _Episode:
     workdir: str
     status_fd: int
     namespaced: bool
-    cgroup: str | None = None
 
 
 def preload() -> list[str]:
@@ -99,11 +97,9 @@ class Zygote:
     PyAV when installed), plans the workers' filesystem view (`view.plan_view`), then serves
     requests from the host on a Unix seqpacket socket, one JSON message each:
 
-    - `{"op": "spawn", "memory_bytes": N}` with two file descriptors attached (the host's socket
-      to the new worker and the write end of a status pipe): makes a private working directory,
-      forks the worker and puts it in a memory cgroup of its own (limit N, where the host has the
-      cgroup v1 memory controller and we are root). Replies `{"ok": true, "id": <worker pid>,
-      "workdir": <path>}`.
+    - `{"op": "spawn"}` with two file descriptors attached (the host's socket to the new worker and
+      the write end of a status pipe): makes a private working directory and forks the worker.
+      Replies `{"ok": true, "id": <worker pid>, "workdir": <path>}`.
     - `{"op": "kill", "id": ...}`: SIGKILLs every process of that episode and replies at once.
 
     When a worker ends, the zygote reaps it, writes its exit status ("exit 7", "signal 11") to the
@@ -126,8 +122,7 @@ class Zygote:
         self.uid_base = uid_base
         self.episodes: dict[int, _Episode] = {}
         self.namespaces = True
-        self.view_plan = view.plan_view(PACKAGE_ROOT)
-        self.cgroup_root = _make_cgroup_root()
+        self.view_plan = view.plan_view(PACKAGE_ROOT, tmp_root)
         self.cleaner = _Cleaner()
 
     def serve(self) -> None:
@@ -149,9 +144,6 @@ class Zygote:
         for pid in list(self.episodes):
             self._end(pid, kill=True)
         self.cleaner.finish()
-        if self.cgroup_root is not None:
-            with contextlib.suppress(OSError):
-                os.rmdir(self.cgroup_root)
 
     def _answer(self) -> bool:
         """Handle one request; False when the host has gone."""
@@ -173,7 +165,7 @@ class Zygote:
 
     def _handle(self, message: dict[str, Any], fds: list[int]) -> dict[str, Any]:
         if message["op"] == "spawn":
-            return self._spawn(*fds, memory_bytes=int(message.get("memory_bytes", 0)))
+            return self._spawn(*fds)
         if message["op"] == "kill":
             episode = self.episodes.get(int(message["id"]))
             if episode is not None:
@@ -181,7 +173,7 @@ class Zygote:
             return {"ok": True}
         raise ValueError(f"unknown request {message['op']!r}")
 
-    def _spawn(self, worker_fd: int, status_fd: int, memory_bytes: int) -> dict[str, Any]:
+    def _spawn(self, worker_fd: int, status_fd: int) -> dict[str, Any]:
         """Clone a worker into new namespaces (fork without them where refused)."""
         workdir = tempfile.mkdtemp(prefix="pyvision-episode-", dir=self.tmp_root)
         pid = -1
@@ -205,10 +197,8 @@ class Zygote:
             finally:
                 os._exit(0)
         os.close(worker_fd)
-        episode = _Episode(pid, self.uid_base + pid, workdir, status_fd, namespaced)
-        self.episodes[pid] = episode
-        episode.cgroup = _join_cgroup(self.cgroup_root, pid, memory_bytes)
-        return {"ok": True, "id": pid, "workdir": workdir, "cgroup": episode.cgroup is not None}
+        self.episodes[pid] = _Episode(pid, self.uid_base + pid, workdir, status_fd, namespaced)
+        return {"ok": True, "id": pid, "workdir": workdir}
 
     def _reap(self) -> None:
         """Collect every child that ended: workers (report, clean up) and orphans an episode left."""
@@ -241,8 +231,6 @@ class Zygote:
             if episode.namespaced and code > 128:  # the namespace init's report of a signal
                 code = -(code - 128)
             report = f"signal {-code}" if code < 0 else f"exit {code}"
-            if episode.cgroup is not None and _oom_killed(episode.cgroup):
-                report += " oom"
             with contextlib.suppress(OSError):
                 os.write(episode.status_fd, report.encode())
         os.close(episode.status_fd)
@@ -276,17 +264,12 @@ class _Cleaner:
         os.close(read_end)
 
     def clean(self, episode: _Episode) -> None:
-        request = {"workdir": episode.workdir, "uid": episode.uid, "cgroup": episode.cgroup,
-                   "scratch": not episode.namespaced or not self._is_local()}
+        request = {"workdir": episode.workdir, "uid": episode.uid}
         try:
             os.write(self._pipe, json.dumps(request).encode() + b"\n")
         except OSError:  # the cleaner is gone: start another and clean here as a last resort
             self.start()
             _clean_episode(request)
-
-    @staticmethod
-    def _is_local() -> bool:
-        return os.getpid() != 1  # pid 1: the zygote is a container's init (Docker)
 
     def finish(self, seconds: float = 30.0) -> None:
         """Let the cleaner work through what it was given, then exit."""
@@ -301,27 +284,16 @@ class _Cleaner:
 
 
 def _clean_episode(request: dict[str, Any]) -> None:
-    """Remove an episode's working directory, what its uid left in the scratch directories, and
-    its cgroup."""
+    """Remove an episode's working directory and what its uid left in the scratch directories."""
     remove_tree(request["workdir"])
     with contextlib.suppress(OSError):
         os.rmdir(view.view_root(request["workdir"]))
-    if request["scratch"]:
-        for scratch in _SCRATCH_DIRS:
-            with contextlib.suppress(OSError), os.scandir(scratch) as entries:
-                for entry in list(entries):
-                    with contextlib.suppress(OSError):
-                        if entry.stat(follow_symlinks=False).st_uid == request["uid"]:
-                            remove_tree(entry.path)
-    if request["cgroup"]:
-        for _ in range(100):  # the kernel may take a moment to let go of the last process
-            try:
-                os.rmdir(request["cgroup"])
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                time.sleep(0.02)
+    for scratch in _SCRATCH_DIRS:
+        with contextlib.suppress(OSError), os.scandir(scratch) as entries:
+            for entry in list(entries):
+                with contextlib.suppress(OSError):
+                    if entry.stat(follow_symlinks=False).st_uid == request["uid"]:
+                        remove_tree(entry.path)
 
 
 def remove_tree(path: str) -> None:
@@ -380,45 +352,6 @@ def remove_tree(path: str) -> None:
         os.close(top)
     with contextlib.suppress(OSError):
         os.rmdir(path)
-
-
-def _make_cgroup_root() -> str | None:
-    """A cgroup v1 memory directory for this zygote's episodes, inside our own; None if refused."""
-    try:
-        with open("/proc/self/cgroup") as lines:
-            own = next(line.split(":", 2)[2].strip() for line in lines
-                       if line.split(":", 2)[1] == "memory")
-        root = os.path.join(_CGROUP_V1_MEMORY + own, f"pyvision-{os.getpid()}")
-        os.makedirs(root, exist_ok=True)
-        return root
-    except (OSError, StopIteration, IndexError):
-        return None
-
-
-def _join_cgroup(root: str | None, pid: int, memory_bytes: int) -> str | None:
-    """Put a new worker in a memory cgroup of its own, limited to `memory_bytes`."""
-    if root is None or memory_bytes <= 0:
-        return None
-    path = os.path.join(root, str(pid))
-    try:
-        os.mkdir(path)
-        for name, value in (("memory.limit_in_bytes", memory_bytes),
-                            ("memory.memsw.limit_in_bytes", memory_bytes), ("cgroup.procs", pid)):
-            with contextlib.suppress(FileNotFoundError):  # memsw: only with swap accounting
-                with open(os.path.join(path, name), "w") as file:
-                    file.write(str(value))
-        return path
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.rmdir(path)
-        return None
-
-
-def _oom_killed(cgroup: str) -> bool:
-    """Whether the kernel's OOM killer acted in this cgroup (the episode hit its memory limit)."""
-    with contextlib.suppress(OSError), open(os.path.join(cgroup, "memory.oom_control")) as file:
-        return any(line.split()[:1] == ["oom_kill"] and int(line.split()[1]) > 0 for line in file)
-    return False
 
 
 def _namespace_init() -> None:
