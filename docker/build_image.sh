@@ -69,7 +69,7 @@ mkdir -p "$SITE"
     --only-binary=:all: --python-version "$IMAGE_PYTHON" --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 --platform manylinux2010_x86_64 \
-    --target "$SITE" $PINS 2>&1 | grep -v '^WARNING: Location' || true
+    --no-warn-conflicts --target "$SITE" $PINS 2>&1 | grep -v '^WARNING: Location' || true
 chroot "$ROOTFS" python3 -c "import numpy, PIL, matplotlib, av; print('build_image: in the image:',
     'numpy', numpy.__version__, 'Pillow', PIL.__version__, 'matplotlib', matplotlib.__version__,
     'av', av.__version__)"

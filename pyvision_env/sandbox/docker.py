@@ -17,7 +17,7 @@ from pyvision_env.sandbox.base import SandboxConfig
 from pyvision_env.sandbox.forked import ForkedSandbox, SandboxStartError, ZygoteClient
 from pyvision_env.sandbox.zygote import BOOTSTRAP, PACKAGE_ROOT, ZYGOTE_ENV_SET
 
-DEFAULT_IMAGE = os.environ.get("PYVISION_SANDBOX_IMAGE", "pyvision-sandbox:bookworm-1")
+DEFAULT_IMAGE = os.environ.get("PYVISION_SANDBOX_IMAGE", "pyvision-sandbox:bookworm-2")
 _CODE_DIR = "/opt/pyvision"
 _SOCKET_DIR = "/run/pyvision"
 _SOCKET_NAME = "zygote.sock"

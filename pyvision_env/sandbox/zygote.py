@@ -43,7 +43,11 @@ class _Episode:
     uid: int
     workdir: str
     status_fd: int
-    namespaced: bool
+    init: int | None  # the host pid of its namespaces' init; None without namespaces
+
+    @property
+    def namespaced(self) -> bool:
+        return self.init is not None
 
 
 def preload() -> list[str]:
@@ -116,7 +120,8 @@ class Zygote:
     worker confines itself (see `worker.start_worker`).
     """
 
-    def __init__(self, control: socket.socket, tmp_root: str, uid_base: int) -> None:
+    def __init__(self, control: socket.socket, tmp_root: str, uid_base: int,
+                 inits: _InitFactory) -> None:
         self.control = control
         self.tmp_root = tmp_root
         self.uid_base = uid_base
@@ -124,6 +129,7 @@ class Zygote:
         self.namespaces = True
         self.view_plan = view.plan_view(PACKAGE_ROOT, tmp_root)
         self.cleaner = _Cleaner()
+        self.inits = inits
 
     def serve(self) -> None:
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -174,30 +180,33 @@ class Zygote:
         raise ValueError(f"unknown request {message['op']!r}")
 
     def _spawn(self, worker_fd: int, status_fd: int) -> dict[str, Any]:
-        """Clone a worker into new namespaces (fork without them where refused)."""
+        """Fork a worker into an episode's fresh namespaces (without them where refused)."""
         workdir = tempfile.mkdtemp(prefix="pyvision-episode-", dir=self.tmp_root)
+        init = self.inits.new_init() if self.namespaces else None
+        self.namespaces = init is not None  # refused once (no privileges): don't try every time
+        if init is not None:
+            _setns(f"/proc/{init}/ns/pid", confine.CLONE_NEWPID)  # for our next child only
         pid = -1
-        if self.namespaces:
-            pid = _clone(confine.CLONE_NEWPID | confine.CLONE_NEWNET | confine.CLONE_NEWIPC)
-            self.namespaces = pid >= 0  # refused once (no privileges): don't try every time
-        namespaced = pid >= 0
-        if pid < 0:
+        try:
             pid = os.fork()
+        finally:
+            if init is not None and pid != 0:
+                _setns("/proc/self/ns/pid", confine.CLONE_NEWPID)
         if pid == 0:
             try:
                 os.close(status_fd)
                 self.control.close()
                 from pyvision_env.sandbox.worker import start_worker
 
-                uid = self.uid_base + int(os.readlink("/proc/self"))  # our pid outside any PID ns
-                if namespaced and os.fork() != 0:
-                    _namespace_init()
-                start_worker(worker_fd, workdir, uid, self.view_plan,
-                             ["pid", "network"] if namespaced else [])
+                if init is not None:
+                    _setns(f"/proc/{init}/ns/net", confine.CLONE_NEWNET)
+                    _setns(f"/proc/{init}/ns/ipc", confine.CLONE_NEWIPC)
+                start_worker(worker_fd, workdir, self.uid_base + pid_outside(), self.view_plan,
+                             ["pid", "network"] if init is not None else [])
             finally:
                 os._exit(0)
         os.close(worker_fd)
-        self.episodes[pid] = _Episode(pid, self.uid_base + pid, workdir, status_fd, namespaced)
+        self.episodes[pid] = _Episode(pid, self.uid_base + pid, workdir, status_fd, init)
         return {"ok": True, "id": pid, "workdir": workdir}
 
     def _reap(self) -> None:
@@ -213,6 +222,8 @@ class Zygote:
                 self._end(pid, status=status)
             elif pid == self.cleaner.pid:
                 self.cleaner.start()  # it died (killed from outside): start another
+            elif pid == self.inits.pid:
+                self.inits.start()
 
     def _end(self, pid: int, *, kill: bool = False, status: int | None = None) -> None:
         """Make sure every process of the episode is gone, report its status, hand off its files."""
@@ -221,15 +232,13 @@ class Zygote:
             return
         if kill:
             _kill(episode)
-        elif not episode.namespaced:  # no PID namespace took the rest down with the worker
-            confine.kill_user(episode.uid)
+        else:  # the worker is gone: take down the rest of its namespace (or of its uid)
+            _kill_rest(episode)
         if status is None:
             with contextlib.suppress(ChildProcessError):
                 status = os.waitpid(pid, 0)[1]
         if status is not None:
             code = os.waitstatus_to_exitcode(status)
-            if episode.namespaced and code > 128:  # the namespace init's report of a signal
-                code = -(code - 128)
             report = f"signal {-code}" if code < 0 else f"exit {code}"
             with contextlib.suppress(OSError):
                 os.write(episode.status_fd, report.encode())
@@ -354,31 +363,102 @@ def remove_tree(path: str) -> None:
         os.rmdir(path)
 
 
-def _namespace_init() -> None:
-    """Init of an episode's PID namespace: reap every process (orphans included, so a cell's
-    double-forked children never pile up as zombies) until the worker, its only child, ends;
-    then exit with its status (a signal N as exit code 128 + N), which ends the namespace."""
-    confine.die_with_parent()
-    signal.set_wakeup_fd(-1)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    os.closerange(0, 1 << 16)
-    while True:
+class _InitFactory:
+    """A small process that makes each episode's namespaces: it clones an init into new PID,
+    network and IPC namespaces per request, and the zygote forks the worker into them.
+
+    It is forked before the zygote imports numpy and matplotlib, so cloning it is cheap; the
+    init reaps every process of its episode (orphans included, so a cell's double-forked
+    children never pile up as zombies) until the zygote kills it when the worker ends, which
+    ends the namespace and everything in it.
+    """
+
+    def __init__(self) -> None:
+        self.pid = -1
+        self._sock: socket.socket | None = None
+
+    def start(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.pid = os.fork()
+        if self.pid == 0:
+            try:
+                ours.close()
+                _serve_inits(theirs)
+            finally:
+                os._exit(0)
+        theirs.close()
+        self._sock = ours
+
+    def new_init(self) -> int | None:
+        """The host pid of a new init in fresh namespaces, or None where they are refused."""
         try:
-            pid, status = os.wait()
-        except ChildProcessError:
-            os._exit(0)
-        except InterruptedError:
-            continue
-        if pid == 2:  # the worker: the first process forked in the namespace
-            os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status)
-                     else os.waitstatus_to_exitcode(status))
+            assert self._sock is not None
+            self._sock.send(b"init")
+            pid = int(self._sock.recv(64))
+        except (OSError, ValueError, AssertionError):
+            self.start()
+            return None
+        return pid if pid > 0 else None
+
+
+def _serve_inits(sock: socket.socket) -> None:
+    confine.die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the inits it made are reaped by the kernel
+    while sock.recv(16):
+        pid = _clone(confine.CLONE_NEWPID | confine.CLONE_NEWNET | confine.CLONE_NEWIPC)
+        if pid == 0:
+            sock.close()
+            _namespace_init()
+        sock.send(str(pid).encode())
+
+
+def _namespace_init() -> None:
+    """Init of an episode's PID namespace: reap whatever ends in it, until killed."""
+    try:
+        confine.die_with_parent()
+        os.closerange(0, 1 << 16)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        while True:
+            signal.sigwait({signal.SIGCHLD})
+            with contextlib.suppress(ChildProcessError):
+                while os.waitpid(-1, os.WNOHANG)[0]:
+                    pass
+    finally:
+        os._exit(0)
+
+
+def _setns(path: str, kind: int) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if ctypes.CDLL(None, use_errno=True).setns(fd, kind) != 0:
+            raise OSError(ctypes.get_errno(), f"setns {path}")
+    finally:
+        os.close(fd)
+
+
+def pid_outside() -> int:
+    """This process's pid as the host sees it (whatever PID namespace it is in)."""
+    return int(os.readlink("/proc/self"))
 
 
 def _kill(episode: _Episode) -> None:
-    """SIGKILL the worker and, without a PID namespace to do it, every process of its uid."""
+    """SIGKILL the worker and everything else of its episode."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(episode.pid, signal.SIGKILL)
-    if not episode.namespaced:
+    _kill_rest(episode)
+
+
+def _kill_rest(episode: _Episode) -> None:
+    """SIGKILL the init of the episode's namespaces (the kernel then kills every process in
+    them) or, without namespaces, every process of its uid."""
+    if episode.init is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(episode.init, signal.SIGKILL)
+    else:
         confine.kill_user(episode.uid)
 
 
@@ -388,6 +468,8 @@ def main(argv: list[str]) -> None:
     options = dict(zip(argv[::2], argv[1::2]))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = "1"
+    inits = _InitFactory()
+    inits.start()  # before the heavy imports, so it stays small
     optional = preload()
     if "--listen" in options:
         with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as listener:
@@ -401,7 +483,7 @@ def main(argv: list[str]) -> None:
     control.send(json.dumps({"ok": True, "pid": os.getpid(), "optional": optional,
                              "python": sys.version.split()[0]}).encode())
     Zygote(control, options.get("--tmp", tempfile.gettempdir()),
-           int(options.get("--uid-base", confine.UID_BASE))).serve()
+           int(options.get("--uid-base", confine.UID_BASE)), inits).serve()
 
 
 # Run as `python -c BOOTSTRAP ROOT ARGS...`: imports the sandbox modules from ROOT without running
