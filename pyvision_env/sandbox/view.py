@@ -10,7 +10,8 @@ builds a new root on an empty tmpfs and puts into it, read-only and at their own
 - the episode's videos under neutral names (`/media/video_0.mp4`, ...),
 
 plus its working directory (read-write), a fresh `/proc` of its own PID namespace, a minimal
-`/dev` and a small `/dev/shm`. It then `pivot_root`s into it and detaches the host's tree.
+`/dev` and a small `/dev/shm`. It then `pivot_root`s into it and covers the host's tree (left at `/.host`) with
+an empty read-only tmpfs.
 Nothing else of the host exists for the cell: no dataset files, caches, other episodes'
 directories, the project's source or other processes' command lines.
 
@@ -24,9 +25,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
-import threading
 from dataclasses import dataclass
-from typing import Callable
 
 CLONE_NEWNS = 0x00020000
 
@@ -41,7 +40,7 @@ SHM_BYTES = 64 * 1024 * 1024
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV = 0x1, 0x2, 0x4
 _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 0x20, 0x1000, 0x4000, 0x40000
 _MNT_DETACH = 2
-_OLD_ROOT = "/.host"  # where the host's tree hangs until it is detached
+_OLD_ROOT = "/.host"  # where the host's tree hangs, covered
 _PIVOT_ROOT_SYSCALL = {"x86_64": 155, "aarch64": 41}
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -88,8 +87,7 @@ def plan_view(package_root: str, tmp_root: str) -> ViewPlan:
     return ViewPlan(tuple(readable), tuple(hidden))
 
 
-def enter_view(plan: ViewPlan, workdir: str, media: dict[str, str],
-               new_proc: bool) -> Callable[[], None] | None:
+def enter_view(plan: ViewPlan, workdir: str, media: dict[str, str], new_proc: bool) -> bool:
     """Move this process into a new mount namespace showing only `plan`, `workdir` and `media`.
 
     Args:
@@ -99,14 +97,11 @@ def enter_view(plan: ViewPlan, workdir: str, media: dict[str, str],
         new_proc: mount a fresh `/proc` (true when this process is init of a new PID namespace;
             otherwise the view has no `/proc`).
 
-    Returns a function that finishes the view (detaches the host's tree, makes the root
-    read-only); call it before running any code of the cell's. The detach waits for the kernel
-    (an RCU grace period, milliseconds), so it runs in a thread meanwhile. Returns None, changing
-    nothing, when the kernel or our privileges refuse a mount namespace. Raises OSError when the
-    view is half built (the caller must not run cells then).
+    Returns False, changing nothing, when the kernel or our privileges refuse a mount namespace.
+    Raises OSError when the view is half built (the caller must not run cells then).
     """
     if _libc.unshare(ctypes.c_int(CLONE_NEWNS)) != 0:
-        return None
+        return False
     _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
     new_root = view_root(workdir)
     os.mkdir(new_root, 0o700)
@@ -126,31 +121,12 @@ def enter_view(plan: ViewPlan, workdir: str, media: dict[str, str],
     os.makedirs(new_root + "/tmp", 0o755, exist_ok=True)
     os.mkdir(new_root + _OLD_ROOT, 0o700)
     _pivot_root(new_root)
-    detach = _Detach()
-    detach.start()
-
-    def finish() -> None:
-        detach.join()
-        if detach.error is not None:
-            raise detach.error
-        os.rmdir(_OLD_ROOT)
-        _mount(None, "/", None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
-        os.chdir(workdir)
-
-    return finish
-
-
-class _Detach(threading.Thread):
-    """Detach the host's tree from the view (`umount2(MNT_DETACH)`), off the caller's path."""
-
-    def __init__(self) -> None:
-        super().__init__(name="pyvision-view-detach", daemon=True)
-        self.error: OSError | None = None
-
-    def run(self) -> None:
-        if _libc.umount2(_OLD_ROOT.encode(), ctypes.c_int(_MNT_DETACH)) != 0:
-            errno = ctypes.get_errno()
-            self.error = OSError(errno, f"umount old root: {os.strerror(errno)}")
+    # Cover the host's tree with an empty read-only tmpfs: unreachable without CAP_SYS_ADMIN,
+    # and unlike a detaching umount it costs no RCU grace period on the start path.
+    _mount("tmpfs", _OLD_ROOT, "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV, "mode=000,size=4k")
+    _mount(None, "/", None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
+    os.chdir(workdir)
+    return True
 
 
 def view_root(workdir: str) -> str:
@@ -190,7 +166,7 @@ def _make_dev(new_root: str) -> None:
 
 
 def _pivot_root(new_root: str) -> None:
-    """Make `new_root` the root; the old one stays at `_OLD_ROOT` until detached."""
+    """Make `new_root` the root; the old one moves to `_OLD_ROOT`."""
     number = _PIVOT_ROOT_SYSCALL.get(os.uname().machine)
     if number is None:
         raise OSError(f"pivot_root: unsupported machine {os.uname().machine}")

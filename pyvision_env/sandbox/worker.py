@@ -426,15 +426,12 @@ def start_worker(fd: int, workdir: str, uid: int, plan: view.ViewPlan,
             videos = _receive_videos(header, buffers, workdir)
             media = {f"{view.MEDIA_DIR}/video_{index}{_suffix(path)}": path
                      for index, path in enumerate(header["videos"])}
-            finish_view = view.enter_view(plan, workdir, media, new_proc="pid" in isolation)
-            if finish_view is not None:
+            if view.enter_view(plan, workdir, media, new_proc="pid" in isolation):
                 isolation = [*isolation, "filesystem"]
                 videos = [*media, *videos]
             else:
                 videos = [*header["videos"], *videos]
             session = Session(config, images, videos)
-            if finish_view is not None:
-                finish_view()
         except Exception as exc:
             channel.send({"op": "failed", "message": f"{type(exc).__name__}: {exc}"})
             os._exit(0)

@@ -367,8 +367,8 @@ class _InitFactory:
     """A small process that makes each episode's namespaces: it clones an init into new PID,
     network and IPC namespaces per request, and the zygote forks the worker into them.
 
-    It is forked before the zygote imports numpy and matplotlib, so cloning it is cheap; the
-    init reaps every process of its episode (orphans included, so a cell's double-forked
+    It is forked before the zygote imports numpy and matplotlib, so cloning it is cheap, and it
+    keeps one init made ahead, so a spawn does not wait for it; the init reaps every process of its episode (orphans included, so a cell's double-forked
     children never pile up as zombies) until the zygote kills it when the worker ends, which
     ends the namespace and everything in it.
     """
@@ -407,12 +407,18 @@ def _serve_inits(sock: socket.socket) -> None:
     confine.die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the inits it made are reaped by the kernel
+    ready = _make_init(sock)  # one made ahead, so a request costs no clone
     while sock.recv(16):
-        pid = _clone(confine.CLONE_NEWPID | confine.CLONE_NEWNET | confine.CLONE_NEWIPC)
-        if pid == 0:
-            sock.close()
-            _namespace_init()
-        sock.send(str(pid).encode())
+        sock.send(str(ready).encode())
+        ready = _make_init(sock)
+
+
+def _make_init(sock: socket.socket) -> int:
+    pid = _clone(confine.CLONE_NEWPID | confine.CLONE_NEWNET | confine.CLONE_NEWIPC)
+    if pid == 0:
+        sock.close()
+        _namespace_init()
+    return pid
 
 
 def _namespace_init() -> None:
