@@ -1,7 +1,7 @@
 """The worker's filesystem view: a mount namespace holding only what a cell may see.
 
-Where the worker may create a mount namespace (root, as in CI and training containers), it
-builds a new root on an empty tmpfs and puts into it, read-only and at their own paths:
+Where mount namespaces are allowed (root, as in CI and training containers), a new root on an
+empty tmpfs holds, read-only and at their own paths:
 
 - the system's programs and libraries (`/usr`, `/bin`, `/lib*`, a few files of `/etc`),
 - the interpreter: its prefixes and every directory on the zygote's `sys.path`, so the cell may
@@ -9,10 +9,10 @@ builds a new root on an empty tmpfs and puts into it, read-only and at their own
   `pyvision_train`) are covered by empty directories wherever they sit,
 - the episode's videos under neutral names (`/media/video_0.mp4`, ...),
 
-plus its working directory (read-write), a fresh `/proc` of its own PID namespace, a minimal
-`/dev` and a small `/dev/shm`. It then `pivot_root`s into it and covers the host's tree (left at `/.host`) with
-an empty read-only tmpfs.
-Nothing else of the host exists for the cell: no dataset files, caches, other episodes'
+plus a minimal `/dev` and a small `/dev/shm`; this much is built once per zygote
+(`build_template`). Each worker copies it and adds its working directory (read-write), its
+videos and a fresh `/proc` of its own PID namespace, then `pivot_root`s into it and covers the
+host's tree (left at `/.host`) with an empty read-only tmpfs (`enter_view`). Nothing else of the host exists for the cell: no dataset files, caches, other episodes'
 directories, the project's source or other processes' command lines.
 
 Directories above a bound path are created in the tmpfs with mode 0755, so an interpreter or
@@ -37,7 +37,7 @@ DEVICES = ("null", "zero", "full", "random", "urandom")
 MEDIA_DIR = "/media"
 SHM_BYTES = 64 * 1024 * 1024
 
-_MS_RDONLY, _MS_NOSUID, _MS_NODEV = 0x1, 0x2, 0x4
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
 _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 0x20, 0x1000, 0x4000, 0x40000
 _MNT_DETACH = 2
 _OLD_ROOT = "/.host"  # where the host's tree hangs, covered
@@ -87,52 +87,87 @@ def plan_view(package_root: str, tmp_root: str) -> ViewPlan:
     return ViewPlan(tuple(readable), tuple(hidden))
 
 
-def enter_view(plan: ViewPlan, workdir: str, media: dict[str, str], new_proc: bool) -> bool:
-    """Move this process into a new mount namespace showing only `plan`, `workdir` and `media`.
+@dataclass(frozen=True)
+class Template:
+    """A view built once, in a mount namespace a helper process holds (`build_template`).
 
-    Args:
-        plan: what the zygote planned (`plan_view`).
-        workdir: the episode's working directory, bound read-write at its own path.
-        media: path in the view -> host file, each bound read-only.
-        new_proc: mount a fresh `/proc` (true when this process is init of a new PID namespace;
-            otherwise the view has no `/proc`).
+    Attributes:
+        namespace: `/proc/<pid>/ns/mnt` of the process holding it.
+        root: where the view's tmpfs is mounted in that namespace.
+        tmp_root: the directory of episodes' working directories (covered per worker).
+    """
 
-    Returns False, changing nothing, when the kernel or our privileges refuse a mount namespace.
-    Raises OSError when the view is half built (the caller must not run cells then).
+    namespace: str
+    root: str
+    tmp_root: str
+
+
+def build_template(plan: ViewPlan, tmp_root: str) -> Template | None:
+    """Build the part of the view every episode shares, in a new mount namespace of this process.
+
+    Called once, in the small helper that makes episodes' namespaces: a worker then copies it
+    (`enter_view`) instead of making some forty mounts of its own. Returns None, changing
+    nothing, where the kernel or our privileges refuse a mount namespace.
     """
     if _libc.unshare(ctypes.c_int(CLONE_NEWNS)) != 0:
-        return False
+        return None
     _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
-    new_root = view_root(workdir)
-    os.mkdir(new_root, 0o700)
-    _mount("tmpfs", new_root, "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=755,size=4m")
+    root = os.path.join(tmp_root, f"pyvision-view-{os.getpid()}")
+    os.makedirs(root, 0o700, exist_ok=True)
+    _mount("tmpfs", root, "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=755,size=4m")
     for path in plan.readable:
-        _place(new_root, path, path, read_only=True)
+        _place(root, path, path, read_only=True)
     for path in plan.hidden:
-        _mount("tmpfs", new_root + path, "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV,
+        _mount("tmpfs", root + path, "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV,
                "mode=555,size=4k")
-    _place(new_root, workdir, workdir, read_only=False)
-    for target, source in media.items():
-        _place(new_root, source, target, read_only=True)
-    _make_dev(new_root)
+    _make_dev(root)
+    for path in ("/proc", "/tmp", MEDIA_DIR, tmp_root, _OLD_ROOT):
+        os.makedirs(root + path, 0o755, exist_ok=True)
+    return Template(f"/proc/{os.getpid()}/ns/mnt", root, tmp_root)
+
+
+def enter_view(template: Template, workdir: str, media: dict[str, str], new_proc: bool) -> None:
+    """Move this process into its own copy of `template`, plus `workdir` and `media`.
+
+    Args:
+        template: the shared part (`build_template`).
+        workdir: the episode's working directory (beneath `template.tmp_root`), bound
+            read-write at its own path.
+        media: path in the view (under `/media`) -> host file, each bound read-only.
+        new_proc: mount a fresh `/proc` (true when this process is in a new PID namespace;
+            otherwise the view has no `/proc`).
+
+    The host's tree ends up at `/.host`, covered by an empty read-only tmpfs: unreachable
+    without CAP_SYS_ADMIN (a detaching umount would cost an RCU grace period on every start).
+
+    Raises:
+        OSError: the view could not be built (the caller must not run cells then).
+    """
+    _setns(template.namespace)
+    if _libc.unshare(ctypes.c_int(CLONE_NEWNS)) != 0:
+        _raise("unshare mount namespace")
+    root = template.root
+    _mount("tmpfs", root + template.tmp_root, "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=755,size=64k")
+    _place(root, workdir, workdir, read_only=False)
+    if media:
+        _mount("tmpfs", root + MEDIA_DIR, "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=755,size=64k")
+        for target, source in media.items():
+            _place(root, source, target, read_only=True)
     if new_proc:
-        os.makedirs(new_root + "/proc", 0o755, exist_ok=True)
-        _mount("proc", new_root + "/proc", "proc", _MS_NOSUID | _MS_NODEV | 0x8)  # 0x8: noexec
-    os.makedirs(new_root + "/tmp", 0o755, exist_ok=True)
-    os.mkdir(new_root + _OLD_ROOT, 0o700)
-    _pivot_root(new_root)
-    # Cover the host's tree with an empty read-only tmpfs: unreachable without CAP_SYS_ADMIN,
-    # and unlike a detaching umount it costs no RCU grace period on the start path.
+        _mount("proc", root + "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+    _pivot_root(root)
     _mount("tmpfs", _OLD_ROOT, "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV, "mode=000,size=4k")
     _mount(None, "/", None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
     os.chdir(workdir)
-    return True
 
 
-def view_root(workdir: str) -> str:
-    """Where the view's tmpfs is mounted (in the worker's namespace only): an empty directory
-    next to the working directory, removed with it."""
-    return workdir.rstrip("/") + ".view"
+def _setns(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc.setns(fd, CLONE_NEWNS) != 0:
+            _raise(f"setns {path}")
+    finally:
+        os.close(fd)
 
 
 def _place(new_root: str, source: str, target: str, *, read_only: bool) -> None:
@@ -158,7 +193,7 @@ def _make_dev(new_root: str) -> None:
         if os.path.exists("/dev/" + name):
             _place(new_root, "/dev/" + name, "/dev/" + name, read_only=False)
     os.makedirs(new_root + "/dev/shm", 0o755)
-    _mount("tmpfs", new_root + "/dev/shm", "tmpfs", _MS_NOSUID | _MS_NODEV | 0x8,
+    _mount("tmpfs", new_root + "/dev/shm", "tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
            f"mode=1777,size={SHM_BYTES}")
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                          ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):

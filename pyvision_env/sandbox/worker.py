@@ -407,7 +407,7 @@ class Session:
 # Process setup and the message loop
 # ---------------------------------------------------------------------------------------------
 
-def start_worker(fd: int, workdir: str, uid: int, plan: view.ViewPlan,
+def start_worker(fd: int, workdir: str, uid: int, template: view.Template | None,
                  isolation: list[str]) -> None:
     """The worker's whole life, in a child of the zygote; never returns.
 
@@ -426,7 +426,8 @@ def start_worker(fd: int, workdir: str, uid: int, plan: view.ViewPlan,
             videos = _receive_videos(header, buffers, workdir)
             media = {f"{view.MEDIA_DIR}/video_{index}{_suffix(path)}": path
                      for index, path in enumerate(header["videos"])}
-            if view.enter_view(plan, workdir, media, new_proc="pid" in isolation):
+            if template is not None:
+                view.enter_view(template, workdir, media, new_proc="pid" in isolation)
                 isolation = [*isolation, "filesystem"]
                 videos = [*media, *videos]
             else:

@@ -13,7 +13,7 @@ import socket
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from pyvision_env.sandbox import confine, view
@@ -98,7 +98,7 @@ class Zygote:
 
     The zygote is started once per host process (`LocalSandbox`) or once per container
     (`DockerSandbox`), imports everything cells use (numpy, PIL, matplotlib with Agg, decord /
-    PyAV when installed), plans the workers' filesystem view (`view.plan_view`), then serves
+    PyAV when installed), then serves
     requests from the host on a Unix seqpacket socket, one JSON message each:
 
     - `{"op": "spawn"}` with two file descriptors attached (the host's socket to the new worker and
@@ -127,7 +127,6 @@ class Zygote:
         self.uid_base = uid_base
         self.episodes: dict[int, _Episode] = {}
         self.namespaces = True
-        self.view_plan = view.plan_view(PACKAGE_ROOT, tmp_root)
         self.cleaner = _Cleaner()
         self.inits = inits
 
@@ -150,6 +149,7 @@ class Zygote:
         for pid in list(self.episodes):
             self._end(pid, kill=True)
         self.cleaner.finish()
+        self.inits.stop()
 
     def _answer(self) -> bool:
         """Handle one request; False when the host has gone."""
@@ -201,7 +201,8 @@ class Zygote:
                 if init is not None:
                     _setns(f"/proc/{init}/ns/net", confine.CLONE_NEWNET)
                     _setns(f"/proc/{init}/ns/ipc", confine.CLONE_NEWIPC)
-                start_worker(worker_fd, workdir, self.uid_base + pid_outside(), self.view_plan,
+                start_worker(worker_fd, workdir, self.uid_base + pid_outside(),
+                             self.inits.template if init is not None else None,
                              ["pid", "network"] if init is not None else [])
             finally:
                 os._exit(0)
@@ -295,8 +296,6 @@ class _Cleaner:
 def _clean_episode(request: dict[str, Any]) -> None:
     """Remove an episode's working directory and what its uid left in the scratch directories."""
     remove_tree(request["workdir"])
-    with contextlib.suppress(OSError):
-        os.rmdir(view.view_root(request["workdir"]))
     for scratch in _SCRATCH_DIRS:
         with contextlib.suppress(OSError), os.scandir(scratch) as entries:
             for entry in list(entries):
@@ -373,40 +372,59 @@ class _InitFactory:
     ends the namespace and everything in it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, tmp_root: str) -> None:
+        self.tmp_root = tmp_root
         self.pid = -1
+        self.template: view.Template | None = None
         self._sock: socket.socket | None = None
 
     def start(self) -> None:
+        """Fork the factory; it builds the shared part of the workers' view (`view.Template`)."""
         if self._sock is not None:
             self._sock.close()
+        plan = view.plan_view(PACKAGE_ROOT, self.tmp_root)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.pid = os.fork()
         if self.pid == 0:
             try:
                 ours.close()
-                _serve_inits(theirs)
+                _serve_inits(theirs, plan, self.tmp_root)
             finally:
                 os._exit(0)
         theirs.close()
         self._sock = ours
+        built = json.loads(ours.recv(MAX_MESSAGE))
+        self.template = view.Template(**built) if built else None
+        ours.send(b"init")  # asked one ahead: a spawn finds its answer waiting
+
+    def stop(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+        if self.template is not None:
+            with contextlib.suppress(OSError):
+                os.rmdir(self.template.root)
 
     def new_init(self) -> int | None:
         """The host pid of a new init in fresh namespaces, or None where they are refused."""
         try:
             assert self._sock is not None
-            self._sock.send(b"init")
             pid = int(self._sock.recv(64))
+            self._sock.send(b"init")  # the next one
         except (OSError, ValueError, AssertionError):
             self.start()
             return None
         return pid if pid > 0 else None
 
 
-def _serve_inits(sock: socket.socket) -> None:
+def _serve_inits(sock: socket.socket, plan: view.ViewPlan, tmp_root: str) -> None:
     confine.die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the inits it made are reaped by the kernel
+    try:
+        template = view.build_template(plan, tmp_root)
+    except OSError:
+        template = None
+    sock.send(json.dumps(None if template is None else asdict(template)).encode())
     ready = _make_init(sock)  # one made ahead, so a request costs no clone
     while sock.recv(16):
         sock.send(str(ready).encode())
@@ -470,11 +488,17 @@ def _kill_rest(episode: _Episode) -> None:
 
 def main(argv: list[str]) -> None:
     """`--fd N` (a socket inherited from the host) or `--listen PATH` (accept one connection);
-    `--tmp DIR`, where working directories go; `--uid-base N`, worker uids are N + their pid."""
+    `--tmp DIR`, where working directories go (in a directory of this zygote's); `--uid-base N`,
+    worker uids are N + their pid."""
     options = dict(zip(argv[::2], argv[1::2]))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = "1"
-    inits = _InitFactory()
+    # Episodes' working directories go into one directory of this zygote's (the only part of
+    # the temp dir a worker's view shows, its own working directory within).
+    episodes = tempfile.mkdtemp(prefix="pyvision-episodes-",
+                                dir=options.get("--tmp", tempfile.gettempdir()))
+    os.chmod(episodes, 0o711)
+    inits = _InitFactory(episodes)
     inits.start()  # before the heavy imports, so it stays small
     optional = preload()
     if "--listen" in options:
@@ -488,8 +512,11 @@ def main(argv: list[str]) -> None:
         control = socket.socket(fileno=int(options["--fd"]))
     control.send(json.dumps({"ok": True, "pid": os.getpid(), "optional": optional,
                              "python": sys.version.split()[0]}).encode())
-    Zygote(control, options.get("--tmp", tempfile.gettempdir()),
-           int(options.get("--uid-base", confine.UID_BASE)), inits).serve()
+    try:
+        Zygote(control, episodes, int(options.get("--uid-base", confine.UID_BASE)), inits).serve()
+    finally:
+        with contextlib.suppress(OSError):
+            os.rmdir(episodes)
 
 
 # Run as `python -c BOOTSTRAP ROOT ARGS...`: imports the sandbox modules from ROOT without running
