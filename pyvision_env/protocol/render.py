@@ -178,7 +178,8 @@ def _failure_message(result: CellResult, max_chars: int) -> str:
     if result.status is CellStatus.ERROR:
         message = _exception_text(result.error)
     elif result.status is CellStatus.TIMEOUT:
-        message = f"Execution timeout: {details or 'the cell ran past its time limit'}; it was stopped."
+        reason = details or "the cell ran past its time limit"
+        message = f"Execution timeout: {reason}; it was stopped."
     else:
         message = ("The Python sandbox failed while running the cell (not caused by the code)"
                    + (f": {details}" if details else "."))

@@ -123,7 +123,8 @@ class ForkedSandbox:
       (`os._exit`, a segfault, its own signals, an rlimit it lowered, the OOM killer choosing
       it), or sends bytes that are not the result of this
       request: `ERROR` with an `InterpreterCrashed` error, and a new worker as above.
-    - a worker cannot be started or restarted, or the zygote is gone: `SANDBOX_FAILURE`.
+    - a worker cannot be started or restarted, or the zygote is gone (it reports every worker's
+      end; no report means it died): `SANDBOX_FAILURE`.
     """
 
     def __init__(self, config: SandboxConfig | None = None) -> None:
@@ -213,10 +214,8 @@ class ForkedSandbox:
         except ChannelTimeout:  # the interpreter stopped reading (e.g. a thread holds the GIL)
             return self._timeout(started, limit)
         except ChannelClosed:
-            return self._restart(started, CellStatus.ERROR, CellError(
-                "InterpreterCrashed", _crash_message(
-                    _exit_status(worker, 2.0),
-                    "after an earlier cell ended, before this cell could run")))
+            return self._crashed(worker, started, 2.0,
+                                 "after an earlier cell ended, before this cell could run")
         return self._collect(worker, started, limit)
 
     def close(self) -> None:
@@ -294,12 +293,21 @@ class ForkedSandbox:
         except ChannelTimeout:
             return self._timeout(started, limit)
         except ChannelClosed:
-            return self._restart(started, CellStatus.ERROR, CellError(
-                "InterpreterCrashed", _crash_message(_exit_status(worker, 5.0))))
+            return self._crashed(worker, started, 5.0, "while running this cell")
         except ChannelCorrupt as exc:
             return self._restart(started, CellStatus.ERROR, CellError(
                 "InterpreterCrashed", f"the cell broke the sandbox's result channel ({exc})"))
         return result
+
+    def _crashed(self, worker: _Worker, started: float, wait: float, when: str) -> CellResult:
+        """The worker is gone. The zygote reports every worker's end; no report means the zygote
+        itself is gone, which no cell can cause."""
+        status = _exit_status(worker, wait)
+        if status == "zygote gone":
+            return self._restart(started, CellStatus.SANDBOX_FAILURE, CellError(
+                "SandboxFailure", f"the sandbox's fork server stopped {when}"))
+        return self._restart(started, CellStatus.ERROR, CellError(
+            "InterpreterCrashed", _crash_message(status, when)))
 
     def _timeout(self, started: float, limit: float) -> CellResult:
         return self._restart(started, CellStatus.TIMEOUT, CellError(
@@ -343,14 +351,16 @@ def _as_image_array(image: Any, index: int) -> np.ndarray:
 
 
 def _exit_status(worker: _Worker, wait: float) -> str:
-    """The worker's exit as the zygote reported it ("exit 7", "signal 11"), or "unknown"."""
+    """The worker's exit as the zygote reported it ("exit 7", "signal 11"); "zygote gone" when
+    the pipe closed with no report (only the zygote's death does that); "unknown" when no
+    report came within `wait` seconds."""
     if select.select([worker.status_fd], [], [], wait)[0]:
         with contextlib.suppress(OSError):
-            return os.read(worker.status_fd, 64).decode(errors="replace") or "unknown"
+            return os.read(worker.status_fd, 64).decode(errors="replace") or "zygote gone"
     return "unknown"
 
 
-def _crash_message(status: str, when: str = "while running this cell") -> str:
+def _crash_message(status: str, when: str) -> str:
     """What happened to the interpreter, from the zygote's report ("signal 9", "exit 3")."""
     kind, _, value = status.partition(" ")
     if kind == "signal" and value.isdigit():

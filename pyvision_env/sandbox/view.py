@@ -12,8 +12,9 @@ empty tmpfs holds, read-only and at their own paths:
 plus a minimal `/dev` and a small `/dev/shm`; this much is built once per zygote
 (`build_template`). Each worker copies it and adds its working directory (read-write), its
 videos and a fresh `/proc` of its own PID namespace, then `pivot_root`s into it and covers the
-host's tree (left at `/.host`) with an empty read-only tmpfs (`enter_view`). Nothing else of the host exists for the cell: no dataset files, caches, other episodes'
-directories, the project's source or other processes' command lines.
+host's tree (left at `/.host`) with an empty read-only tmpfs (`enter_view`). Nothing else of
+the host exists for the cell: no dataset files, caches, other episodes' directories, the
+project's source or other processes' command lines.
 
 Directories above a bound path are created in the tmpfs with mode 0755, so an interpreter or
 venv under a 0700 home (`/root/.pyenv`, a conda install in a private home) stays readable by
@@ -73,7 +74,8 @@ def plan_view(package_root: str, tmp_root: str) -> ViewPlan:
               sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
               os.path.dirname(sys.executable), *sys.path]
     readable: list[str] = []
-    for path in sorted({os.path.abspath(path) for path in wanted if path and os.path.lexists(path)}):
+    present = {os.path.abspath(path) for path in wanted if path and os.path.lexists(path)}
+    for path in sorted(present):
         real = os.path.realpath(path)
         if _beneath(root, real) or _beneath(tmp, real):  # `/`, the checkout, the temp dir
             continue
@@ -82,8 +84,9 @@ def plan_view(package_root: str, tmp_root: str) -> ViewPlan:
     candidates = [os.path.join(directory, name) for directory in [*sys.path, root]
                   if directory for name in PROJECT_PACKAGES]
     candidates.append(root)
+    bound = [outer for outer in readable if not os.path.islink(outer)]
     hidden = sorted({os.path.abspath(path) for path in candidates if os.path.isdir(path)
-                     and any(_beneath(path, outer) for outer in readable if not os.path.islink(outer))})
+                     and any(_beneath(path, outer) for outer in bound)})
     return ViewPlan(tuple(readable), tuple(hidden))
 
 

@@ -59,8 +59,8 @@ class CappedText(io.TextIOBase):
     """A write-only text stream that keeps the first and last characters written, within a budget.
 
     Memory stays bounded however much is written: the head fills once, the tail is trimmed as it
-    grows. `getvalue()` returns the kept text (at most `limit` characters) and the `Cut`. `buffer` takes bytes (decoded as UTF-8), as
-    `sys.stdout.buffer` does.
+    grows. `getvalue()` returns the kept text (at most `limit` characters) and the `Cut`.
+    `buffer` takes bytes (decoded as UTF-8), as `sys.stdout.buffer` does.
     """
 
     def __init__(self, limit: int) -> None:

@@ -98,8 +98,8 @@ class Zygote:
 
     The zygote is started once per host process (`LocalSandbox`) or once per container
     (`DockerSandbox`), imports everything cells use (numpy, PIL, matplotlib with Agg, decord /
-    PyAV when installed), then serves
-    requests from the host on a Unix seqpacket socket, one JSON message each:
+    PyAV when installed), then serves requests from the host on a Unix seqpacket socket, one
+    JSON message each:
 
     - `{"op": "spawn"}` with two file descriptors attached (the host's socket to the new worker and
       the write end of a status pipe): makes a private working directory and forks the worker.
@@ -114,10 +114,11 @@ class Zygote:
     (`PR_SET_PDEATHSIG`), and when the host's end of the socket closes it kills every episode,
     lets the cleaner finish and exits.
 
-    The worker is cloned into new PID, network and IPC namespaces where the kernel allows it: it is
-    init there, so its death takes every process of the episode with it, however they were started
-    (where namespaces are refused, every process of the episode's user id is killed instead). The
-    worker confines itself (see `worker.start_worker`).
+    The worker is forked into new PID, network and IPC namespaces where the kernel allows it
+    (their init comes from `_InitFactory`); killing the init at the episode's end takes every
+    process of the episode with it, however they were started (where namespaces are refused,
+    every process of the episode's user id is killed instead). The worker confines itself (see
+    `worker.start_worker`).
     """
 
     def __init__(self, control: socket.socket, tmp_root: str, uid_base: int,
@@ -211,7 +212,7 @@ class Zygote:
         return {"ok": True, "id": pid, "workdir": workdir}
 
     def _reap(self) -> None:
-        """Collect every child that ended: workers (report, clean up) and orphans an episode left."""
+        """Collect every child that ended: workers (report, clean up) and orphans of episodes."""
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -367,7 +368,9 @@ class _InitFactory:
     network and IPC namespaces per request, and the zygote forks the worker into them.
 
     It is forked before the zygote imports numpy and matplotlib, so cloning it is cheap, and it
-    keeps one init made ahead, so a spawn does not wait for it; the init reaps every process of its episode (orphans included, so a cell's double-forked
+    keeps one init made ahead, so a spawn does not wait for it. It also holds the mount
+    namespace with the shared part of the workers' filesystem view (`view.build_template`). An
+    init reaps every process of its episode (orphans included, so a cell's double-forked
     children never pile up as zombies) until the zygote kills it when the worker ends, which
     ends the namespace and everything in it.
     """

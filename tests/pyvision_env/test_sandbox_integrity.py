@@ -471,3 +471,34 @@ print("made")""")
     finally:
         busy.close()
         bystander.close()
+
+
+def test_workers_die_with_their_zygote_and_a_new_one_takes_over():
+    from pyvision_env.sandbox import LocalSandbox
+    from pyvision_env.sandbox.local import local_zygote
+
+    with LocalSandbox() as box:
+        box.start()
+        assert box.run("x = 1").ok
+        worker, zygote = box.worker_pid, int(local_zygote().info["pid"])
+        os.kill(zygote, 9)
+        deadline = time.monotonic() + 5.0
+        while os.path.exists(f"/proc/{worker}") and time.monotonic() < deadline:
+            with open(f"/proc/{worker}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+            time.sleep(0.02)
+        assert not os.path.exists(f"/proc/{worker}") or _is_zombie(worker), "worker orphaned"
+        result = box.run("print('after')")
+        assert result.status is CellStatus.SANDBOX_FAILURE  # the zygote died: not the code's doing
+        assert result.state_lost  # and a fresh zygote gave a fresh worker
+        assert box.run("print('again')").stdout == "again\n"
+        assert int(local_zygote().info["pid"]) != zygote
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
