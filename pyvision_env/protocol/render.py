@@ -51,7 +51,8 @@ def safe_text(text: str) -> str:
     >>> safe_text("</interpreter><image>ok\x07")
     '&lt;/interpreter>&lt;image>ok'
     """
-    return _PROTOCOL_TAG_RE.sub("&lt;", clean_text(text))
+    text = clean_text(text)
+    return _PROTOCOL_TAG_RE.sub("&lt;", text) if "<" in text else text
 
 
 def render_cell(
@@ -131,8 +132,10 @@ def parts_images(parts: Sequence[dict[str, Any]]) -> list[np.ndarray]:
 
 def _stripped(text: str, cut: Cut, max_chars: int) -> str:
     """`text` stripped of surrounding whitespace, then cut once (`truncate_middle`)."""
-    lead = len(text) - len(text.lstrip())
     stripped = text.strip()
+    if not cut.count:
+        return truncate_middle(stripped, max_chars)
+    lead = len(text) - len(text.lstrip())
     index = min(max(cut.index - lead, 0), len(stripped))
     return truncate_middle(stripped, max_chars, Cut(index, cut.count))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import re
@@ -18,6 +17,8 @@ from pyvision_env.sandbox.base import CellError, CellResult, CellStatus, Cut
 _PREFIX = struct.Struct("<IQ")
 _MAX_HEADER = 64 * 1024 * 1024
 _MAX_NOTES = 64
+_NO_CUT = Cut()
+_WORKER_STATUSES = {"ok": CellStatus.OK, "error": CellStatus.ERROR}
 _CHUNK = 64 * 1024
 _TIMEVAL = struct.Struct("@ll")
 _NO_TIMEOUT = _TIMEVAL.pack(0, 0)
@@ -83,10 +84,11 @@ class Channel:
                     self.sock.sendall(view)
                 return
             sent = 0
-            with_flags = getattr(socket, "MSG_DONTWAIT", 0)
-            if not views and with_flags:  # the common small frame: one non-blocking send
-                with contextlib.suppress(BlockingIOError):
-                    sent = self.sock.send(first, with_flags)
+            if not views:  # the common small frame: one non-blocking send
+                try:
+                    sent = self.sock.send(first, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    pass
                 if sent == len(first):
                     return
             for part in [memoryview(first)[sent:], *views]:
@@ -222,6 +224,8 @@ _UNSAFE_TEXT = re.compile("[\ud800-\udfff]|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 def clean_text(text: str) -> str:
     """Valid UTF-8 without control characters: lone surrogates become U+FFFD, control characters
     other than newline and tab are removed (a carriage return too)."""
+    if not text or (text.isascii() and text.isprintable()):  # the common case, fast
+        return text
     return _UNSAFE_TEXT.sub(lambda match: "\ufffd" if match[0] >= "\ud800" else "", text)
 
 
@@ -239,9 +243,9 @@ def decode_result(header: dict[str, Any], buffers: Sequence[bytearray], *, max_o
     try:
         if header.get("op") != "result" or header.get("seq") != seq:
             raise ValueError(f"not the result of request {seq}")
-        status = CellStatus(header["status"])
-        if status not in (CellStatus.OK, CellStatus.ERROR):  # only the host decides the others
-            raise ValueError(f"a worker cannot report status {status.value!r}")
+        status = _WORKER_STATUSES.get(header["status"])
+        if status is None:  # only the host decides the others
+            raise ValueError(f"a worker cannot report status {str(header['status'])[:20]!r}")
         stdout, stdout_cut = _cut_text(header["stdout"], header["stdout_cut"], max_output)
         stderr, stderr_cut = _cut_text(header["stderr"], header["stderr_cut"], max_output)
         raw = header["error"]
@@ -251,7 +255,7 @@ def decode_result(header: dict[str, Any], buffers: Sequence[bytearray], *, max_o
         notes = header["notes"]
         if not isinstance(notes, list) or len(notes) > _MAX_NOTES:
             raise ValueError("bad notes")
-        notes = tuple(_text(note, 1024) for note in notes)
+        notes = tuple([_text(note, 1024) for note in notes]) if notes else ()
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ChannelCorrupt(f"malformed cell result: {str(exc)[:200]}") from None
     figures = unpack_arrays(header.get("figures"), buffers)
@@ -277,7 +281,7 @@ def _cut_text(value: Any, cut: Any, limit: int) -> tuple[str, Cut]:
     if not isinstance(value, str) or len(value) > limit:
         raise ValueError("a stream is not a string within its limit")
     if cut == [0, 0]:
-        return clean_text(value), Cut()
+        return clean_text(value), _NO_CUT
     if not (isinstance(cut, list) and len(cut) == 2 and all(type(n) is int for n in cut)
             and 0 <= cut[0] <= len(value) and cut[1] >= 0):
         raise ValueError(f"bad cut {str(cut)[:100]}")
