@@ -338,7 +338,9 @@ class PyVisionEnv(gym.Env[Observation, str]):
             episode.num_code_cells += 1
         room = max(self.max_images - episode.num_images, 0)
         if len(result.figures) > room:
-            result = replace(result, figures=result.figures[:room])
+            note = (f"{len(result.figures) - room} more figure(s) were dropped: the episode's "
+                    f"image budget (max_images={self.max_images}) is used up")
+            result = replace(result, figures=result.figures[:room], notes=(*result.notes, note))
             episode.last_exec.update(num_figures=room, figures_dropped=True)
         first_clue = episode.num_input_images + episode.num_figures
         episode.num_figures += len(result.figures)
