@@ -2,8 +2,8 @@
 
 Each episode is what an env does per reset: `start` with an image, then a few cells (state kept,
 a figure, an error, a file in the working directory). Every so often a cell times out or
-crashes the interpreter, so the restart path is soaked too. The host process, the zygote,
-the episodes' own working directories and cgroups are measured once warm and again at the end;
+crashes the interpreter, so the restart path is soaked too. The host process, the zygote and
+the episodes' own working directories are measured once warm and again at the end;
 run with `-s` for the report. Only this test's own episodes are counted, so sandboxes that other
 processes on the machine run at the same time do not disturb it.
 """
@@ -44,7 +44,7 @@ class Usage:
     host_rss: int
     zygote_fds: int
     zygote_rss: int
-    leftovers: int  # working directories of this test's episodes, and cgroups of its zygote
+    leftovers: int  # working directories of this test's episodes
 
 
 def _children() -> dict[int, list[int]]:
@@ -92,14 +92,8 @@ def _zygote_pid(backend: str) -> int:
 
 
 def _leftovers(zygote: int, workdirs: list[str]) -> int:
-    """This test's episode directories still present, plus its zygote's episode cgroups."""
-    found = sum(os.path.lexists(f"/proc/{zygote}/root{path}") for path in workdirs)
-    with open(f"/proc/{zygote}/cgroup") as lines:
-        memory = [line.split(":", 2)[2].strip() for line in lines if line.split(":")[1] == "memory"]
-    root = f"/sys/fs/cgroup/memory{memory[0] if memory else ''}/pyvision-{zygote}"
-    if os.path.isdir(root):
-        found += sum(entry.is_dir() for entry in os.scandir(root))
-    return found
+    """This test's episode directories still present (as the zygote sees its file system)."""
+    return sum(os.path.lexists(f"/proc/{zygote}/root{path}") for path in workdirs)
 
 
 def _usage(zygote: int, workdirs: list[str]) -> Usage:
