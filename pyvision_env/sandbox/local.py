@@ -86,11 +86,10 @@ class LocalSandbox(ForkedSandbox):
     The zygote (`zygote.py`) is one process per host process, started on first use with a clean
     environment (an allowlist: no tokens or keys to inherit, and nothing in its /proc/<pid>/environ)
     and with numpy, PIL, matplotlib and the video decoders already imported. Each episode's worker
-    is cloned from it in milliseconds into new PID, network and IPC
-    namespaces, and then confines itself: a filesystem view of its own (only the interpreter, the
-    libraries, its media and its working directory; see `view.py`), its own uid, a memory
-    cgroup, rlimits, Landlock, seccomp. See docs/sandbox.md for the threat model and what holds
-    where.
+    is forked from it in milliseconds into new PID, network and IPC namespaces, and then confines
+    itself: a filesystem view of its own (only the interpreter, the libraries, its media and its
+    working directory; see `view.py`), its own uid, rlimits, Landlock, seccomp. See
+    docs/sandbox.md for the threat model and what holds where.
 
     The zygote lives until the host process exits (it sees its control socket close), or until the
     host forks: a forked child starts a zygote of its own on first use.
