@@ -476,11 +476,13 @@ print("made")""")
 def test_workers_die_with_their_zygote_and_a_new_one_takes_over():
     from pyvision_env.sandbox import LocalSandbox
     from pyvision_env.sandbox.local import local_zygote
+    from pyvision_env.sandbox.zygote import remove_tree
 
     with LocalSandbox() as box:
         box.start()
         assert box.run("x = 1").ok
         worker, zygote = box.worker_pid, int(local_zygote().info["pid"])
+        episodes = os.path.dirname(box.workdir)
         os.kill(zygote, 9)
         deadline = time.monotonic() + 5.0
         while os.path.exists(f"/proc/{worker}") and time.monotonic() < deadline:
@@ -494,6 +496,7 @@ def test_workers_die_with_their_zygote_and_a_new_one_takes_over():
         assert result.state_lost  # and a fresh zygote gave a fresh worker
         assert box.run("print('again')").stdout == "again\n"
         assert int(local_zygote().info["pid"]) != zygote
+    remove_tree(episodes)  # what the killed zygote's cleaner had not removed yet
 
 
 def _is_zombie(pid: int) -> bool:
