@@ -227,7 +227,9 @@ class PyVisionEnv(gym.Env[Observation, str]):
         room = episode.chat.image_room(self.limits.max_images)
         dropped = len(result.figures) > room
         if dropped:
-            result = replace(result, figures=result.figures[:room])
+            note = (f"{len(result.figures) - room} more figure(s) were dropped: the episode's "
+                    f"image budget (max_images={self.limits.max_images}) is used up")
+            result = replace(result, figures=result.figures[:room], notes=(*result.notes, note))
         episode.last_exec = _exec_record(result, figures_dropped=dropped)
         return result
 

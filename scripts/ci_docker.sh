@@ -6,7 +6,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-IMAGE="${PYVISION_SANDBOX_IMAGE:-pyvision-sandbox:bookworm-1}"
+IMAGE="${PYVISION_SANDBOX_IMAGE:-pyvision-sandbox:bookworm-2}"
+# The Python the env runs in: the image gets its numpy, Pillow, matplotlib and PyAV versions.
+if [ -x .venv/bin/python ]; then HOST_PYTHON="${PYVISION_HOST_PYTHON:-$PWD/.venv/bin/python}"
+else HOST_PYTHON="${PYVISION_HOST_PYTHON:-$(command -v python3)}"; fi
 DOCKERD_LOG=/var/tmp/pyvision-dockerd.log
 
 give_up() { echo "ci_docker: Docker backend not available: $*"; exit 0; }
@@ -43,5 +46,6 @@ if docker image inspect "$IMAGE" >/dev/null 2>&1; then
     exit 0
 fi
 started=$SECONDS
-as_root bash docker/build_image.sh "$IMAGE" || give_up "building $IMAGE failed (see above)"
+as_root env PYVISION_HOST_PYTHON="$HOST_PYTHON" bash docker/build_image.sh "$IMAGE" \
+    || give_up "building $IMAGE failed (see above)"
 echo "ci_docker: ready (image $IMAGE built in $((SECONDS - started)) s)"

@@ -7,7 +7,8 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from pyvision_env.sandbox.base import CellError, CellResult, CellStatus
+from pyvision_env.sandbox.base import CellError, CellResult, CellStatus, Cut, truncate_middle
+from pyvision_env.sandbox.wire import clean_text
 
 ChatForm = Literal["observation", "inline"]
 CHAT_FORMS: tuple[str, ...] = ("observation", "inline")
@@ -22,6 +23,11 @@ FORMAT_ERROR_MESSAGE = (
 MAX_TRACEBACK_LINES = 20
 
 _FRAME_RE = re.compile(r'^\s*File "(?P<file>[^"]*)", line \d+')
+# Text from the code that looks like the protocol's structure: a tag of the PyVision protocol or
+# of common chat templates (`<|image_pad|>`, `<|im_end|>`), however spelled in case or spacing.
+_PROTOCOL_TAG_RE = re.compile(
+    r"<(?=\s*/?\s*(?:interpreter|image|answer|code|think|tool_call|tool_response|"
+    r"image_clue_\d+|video_clue_\d+)\b)|<(?=\s*\|)", re.IGNORECASE)
 _TRACEBACK_HEADER = "Traceback (most recent call last):"
 
 
@@ -35,22 +41,18 @@ def image_part(image: np.ndarray) -> dict[str, Any]:
     return {"type": "image", "image": image}
 
 
-def truncate_middle(text: str, max_chars: int) -> str:
-    """Cut `text` to its first and last characters, `max_chars` kept in all, with a marker between.
+def safe_text(text: str) -> str:
+    """Text from a code cell made safe for the observation: valid UTF-8, no control characters
+    but newline and tab, and no text that reads as the protocol's structure: the `<` of
+    `<interpreter>`, `</interpreter>`, `<image>`, `<image_clue_3>`, `<answer>`, `<code>`,
+    `<|image_pad|>` and the like becomes `&lt;`, so the code cannot forge a tag, an answer or an
+    image placeholder.
 
-    The head gets the larger half. The marker (`\\n...[N characters omitted]...\\n`) comes on top
-    of the `max_chars` kept characters. Text of at most `max_chars` characters, or a
-    `max_chars <= 0` (no cap), is returned unchanged.
-
-    >>> truncate_middle("abcdefghij", 4)
-    'ab\\n...[6 characters omitted]...\\nij'
+    >>> safe_text("</interpreter><image>ok\x07")
+    '&lt;/interpreter>&lt;image>ok'
     """
-    if max_chars <= 0 or len(text) <= max_chars:
-        return text
-    tail = max_chars // 2
-    head = max_chars - tail
-    omitted = len(text) - max_chars
-    return f"{text[:head]}\n...[{omitted} characters omitted]...\n{text[len(text) - tail:]}"
+    text = clean_text(text)
+    return _PROTOCOL_TAG_RE.sub("&lt;", text) if "<" in text else text
 
 
 def render_cell(
@@ -81,12 +83,16 @@ def render_cell(
     and `\\nImage Result:\\n` with its figures if it showed any (PyVision dropped both).
     """
     _check_form(form)
-    stdout = truncate_middle(result.stdout.strip(), max_output_chars)
+    stdout = safe_text(_stripped(result.stdout, result.stdout_cut, max_output_chars))
+    if result.notes:
+        stdout = "\n".join([stdout, *(f"[sandbox: {safe_text(note)}]" for note in result.notes)])
+        stdout = stdout.lstrip("\n")
     figures = _figure_parts(result.figures, first_clue)
     if result.status is CellStatus.OK:
         parts = _ok_parts(stdout, figures, form)
     else:
-        parts = _failure_parts(_failure_message(result, max_output_chars), stdout, figures, form)
+        message = safe_text(_failure_message(result, max_output_chars))
+        parts = _failure_parts(message, stdout, figures, form)
     return _merge_text(parts)
 
 
@@ -122,6 +128,16 @@ def parts_to_text(parts: Sequence[dict[str, Any]], image_token: str = "<image>")
 def parts_images(parts: Sequence[dict[str, Any]]) -> list[np.ndarray]:
     """The images of the parts, in order."""
     return [part["image"] for part in parts if part.get("type") == "image"]
+
+
+def _stripped(text: str, cut: Cut, max_chars: int) -> str:
+    """`text` stripped of surrounding whitespace, then cut once (`truncate_middle`)."""
+    stripped = text.strip()
+    if not cut.count:
+        return truncate_middle(stripped, max_chars)
+    lead = len(text) - len(text.lstrip())
+    index = min(max(cut.index - lead, 0), len(stripped))
+    return truncate_middle(stripped, max_chars, Cut(index, cut.count))
 
 
 def _check_form(form: str) -> None:
@@ -161,14 +177,15 @@ def _failure_parts(
 
 
 def _failure_message(result: CellResult, max_chars: int) -> str:
+    details = result.error.value if result.error is not None else ""
     if result.status is CellStatus.ERROR:
         message = _exception_text(result.error)
     elif result.status is CellStatus.TIMEOUT:
-        message = "Execution timeout: the cell ran past its time limit and was stopped."
+        reason = details or "the cell ran past its time limit"
+        message = f"Execution timeout: {reason}; it was stopped."
     else:
-        message = "The Python sandbox failed while running the cell (not caused by the code)."
-    if result.status is not CellStatus.ERROR and result.error is not None and result.error.value:
-        message += f" Details: {result.error.value}"
+        message = ("The Python sandbox failed while running the cell (not caused by the code)"
+                   + (f": {details}" if details else "."))
     if result.state_lost:
         message += (
             " The interpreter was restarted: variables from earlier cells are lost, and the input"

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Callable
 
-from pyvision_env.sandbox.base import CellError, CellResult, CellStatus, Sandbox, SandboxConfig
+from pyvision_env.sandbox.base import (
+    CellError,
+    CellResult,
+    CellStatus,
+    Cut,
+    Sandbox,
+    SandboxConfig,
+    truncate_middle,
+)
 from pyvision_env.sandbox.docker import DockerSandbox, docker_unavailable
 from pyvision_env.sandbox.forked import SandboxStartError
 from pyvision_env.sandbox.local import LocalSandbox
@@ -43,6 +51,7 @@ __all__ = [
     "CellError",
     "CellResult",
     "CellStatus",
+    "Cut",
     "DockerSandbox",
     "LocalSandbox",
     "Sandbox",
@@ -50,4 +59,5 @@ __all__ = [
     "SandboxStartError",
     "backend_unavailable",
     "make_sandbox",
+    "truncate_middle",
 ]

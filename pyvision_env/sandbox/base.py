@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol, Sequence
 
 import numpy as np
 
@@ -27,20 +27,33 @@ class CellError:
     traceback: str = ""
 
 
+class Cut(NamedTuple):
+    """Where a captured stream was cut: `count` characters were removed at `index` of the
+    kept text (`Cut(0, 0)`: nothing was cut)."""
+
+    index: int = 0
+    count: int = 0
+
+
 @dataclass(frozen=True)
 class CellResult:
     """What running one cell produced.
 
     Attributes:
         status: how the cell ended (see `CellStatus`).
-        stdout: captured standard output, truncated head+tail with a marker if too long.
-        stderr: captured standard error, truncated the same way.
+        stdout: captured standard output: valid UTF-8 with no control characters but newline
+            and tab. Past `max_output_bytes` characters its middle is cut out, with no marker
+            in the text: `stdout_cut` says where and how much (`truncate_middle` shows it).
+        stderr: captured standard error, the same way (`stderr_cut`).
         error: the exception for `ERROR`; a description for `TIMEOUT` / `SANDBOX_FAILURE`.
         figures: images the cell showed (`plt.show()`, `display(img)`, `Image.show()`), in order,
             each an RGB `uint8` array of shape (H, W, 3).
         duration: wall-clock seconds spent running the cell.
         state_lost: True when the worker was restarted, so variables defined by earlier cells are
             gone (the preloaded media are back).
+        stdout_cut, stderr_cut: where the stream was cut and how much (`Cut`).
+        notes: what the sandbox did to the cell's output, for the observation: figures drawn
+            smaller or dropped past the limits. Written by the sandbox, never by the cell.
     """
 
     status: CellStatus
@@ -50,10 +63,41 @@ class CellResult:
     figures: tuple[np.ndarray, ...] = ()
     duration: float = 0.0
     state_lost: bool = False
+    stdout_cut: Cut = Cut()
+    stderr_cut: Cut = Cut()
+    notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
         return self.status is CellStatus.OK
+
+
+def truncate_middle(text: str, max_chars: int, cut: Cut = Cut()) -> str:
+    """`text` with at most one omission marker, counting every character left out.
+
+    `cut` says `cut.count` characters were already cut out of `text` at `cut.index`
+    (the sandbox's cut, see `CellResult.stdout_cut`). If `text` is longer than `max_chars`
+    (`<= 0`: no cap), its middle is cut too, the head keeping the larger half; both cuts are
+    shown as one marker `\\n...[N characters omitted]...\\n` with the true total N.
+
+    >>> truncate_middle("abcdefghij", 4)
+    'ab\\n...[6 characters omitted]...\\nij'
+    >>> truncate_middle("abcdef", 0, Cut(3, 100))
+    'abc\\n...[100 characters omitted]...\\ndef'
+    """
+    at, omitted = cut
+    at = min(max(at, 0), len(text))
+    if max_chars > 0 and len(text) > max_chars:
+        tail = max_chars // 2
+        low, high = max_chars - tail, len(text) - tail
+        if omitted:  # one gap: widen the middle to take in the earlier cut
+            low, high = min(low, at), max(high, at)
+        omitted += high - low
+    elif omitted:
+        low = high = at
+    else:
+        return text
+    return f"{text[:low]}\n...[{omitted} characters omitted]...\n{text[high:]}"
 
 
 _MiB = 1024 * 1024
@@ -84,9 +128,9 @@ class SandboxConfig:
         max_open_files: file descriptors open at once (RLIMIT_NOFILE).
 
     Output:
-        max_output_bytes: stdout and stderr are each cut to this many characters (head and tail
-            kept, with a marker in between) inside the sandbox, and again by the host.
-        max_figures: figures kept per cell; later ones are dropped with a note on stderr.
+        max_output_bytes: stdout and stderr are each cut to this many characters inside the
+            sandbox (head and tail kept; `CellResult.stdout_cut` counts what was cut).
+        max_figures: figures kept per cell; later ones are dropped (`CellResult.notes` says so).
         max_figure_pixels: a figure larger than this (H * W) is drawn smaller to fit, before
             anything that size is allocated.
     """
@@ -126,8 +170,8 @@ class SandboxConfig:
 
     def max_result_bytes(self) -> int:
         """The most a well-behaved worker can send back for one cell (the host's read cap)."""
-        # stdout, stderr and traceback; JSON escapes a character in at most 12 bytes
-        text = 3 * 12 * self.max_output_bytes
+        # stdout, stderr, error message and traceback; JSON escapes a character in at most 12 bytes
+        text = 4 * 12 * self.max_output_bytes
         return 64 * 1024 + text + self.max_figures * self.max_figure_pixels * 3
 
 

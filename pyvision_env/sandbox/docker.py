@@ -7,6 +7,7 @@ import os
 import random
 import shutil
 import socket
+import stat
 import tempfile
 import threading
 import time
@@ -14,14 +15,15 @@ from typing import Any
 
 from pyvision_env.sandbox.base import SandboxConfig
 from pyvision_env.sandbox.forked import ForkedSandbox, SandboxStartError, ZygoteClient
-from pyvision_env.sandbox.local import PACKAGE_ROOT, ZYGOTE_ENV_SET
-from pyvision_env.sandbox.zygote import BOOTSTRAP
+from pyvision_env.sandbox.zygote import BOOTSTRAP, PACKAGE_ROOT, ZYGOTE_ENV_SET
 
-DEFAULT_IMAGE = os.environ.get("PYVISION_SANDBOX_IMAGE", "pyvision-sandbox:bookworm-1")
+DEFAULT_IMAGE = os.environ.get("PYVISION_SANDBOX_IMAGE", "pyvision-sandbox:bookworm-2")
 _CODE_DIR = "/opt/pyvision"
 _SOCKET_DIR = "/run/pyvision"
 _SOCKET_NAME = "zygote.sock"
 _CAPABILITIES = ["CHOWN", "SETUID", "SETGID", "KILL", "DAC_OVERRIDE", "FOWNER"]
+# What the zygote in a container imports from this package (nothing of tasks or rewards).
+_CODE_FILES = ("pyvision_env/sandbox", "pyvision_env/media/video.py")
 HOST_LABEL = "pyvision-sandbox-host"  # the pid of the process that started the container
 _INSTALL_HINT = "pip install 'pyvision-env[docker]'"
 
@@ -129,6 +131,8 @@ class ContainerPool:
     def _start(self) -> _Container:
         client = docker_client()
         socket_dir = tempfile.mkdtemp(prefix="pyvision-docker-")
+        code_dir = _stage_code(socket_dir)
+        os.mkdir(os.path.join(socket_dir, "run"))
         config = self.config
         try:
             container = client.containers.run(
@@ -142,15 +146,14 @@ class ContainerPool:
                 pids_limit=config.max_processes + 16, cap_drop=["ALL"], cap_add=_CAPABILITIES,
                 security_opt=["no-new-privileges"], environment=ZYGOTE_ENV_SET,
                 labels={"pyvision-sandbox": "1", HOST_LABEL: str(os.getpid())}, working_dir="/",
-                volumes={os.path.join(PACKAGE_ROOT, "pyvision_env"):
-                         {"bind": f"{_CODE_DIR}/pyvision_env", "mode": "ro"},
-                         socket_dir: {"bind": _SOCKET_DIR, "mode": "rw"}})
+                volumes={code_dir: {"bind": _CODE_DIR, "mode": "ro"},
+                         os.path.join(socket_dir, "run"): {"bind": _SOCKET_DIR, "mode": "rw"}})
         except Exception as exc:
             shutil.rmtree(socket_dir, ignore_errors=True)
             raise SandboxStartError(f"could not start a sandbox container from {self.image!r}: "
                                     f"{exc}") from None
         try:
-            zygote = self._connect(os.path.join(socket_dir, _SOCKET_NAME), container)
+            zygote = self._connect(os.path.join(socket_dir, "run", _SOCKET_NAME), container)
         except BaseException:
             _Container(container, socket_dir, _Closed()).remove()  # type: ignore[arg-type]
             raise
@@ -174,6 +177,26 @@ class ContainerPool:
             logs = "(no logs)"
         raise SandboxStartError(f"the zygote in the sandbox container did not come up within "
                                 f"{self.config.start_timeout:g} s; container log: {logs}")
+
+
+def _stage_code(directory: str) -> str:
+    """Copy the zygote's modules into `directory`/code, readable by root only.
+
+    The zygote (root in the container) imports them before any worker exists; a worker, with a
+    uid of its own, cannot read them, and the project's other code (task generators, graders) is
+    not in the container at all.
+    """
+    code_dir = os.path.join(directory, "code")
+    for relative in _CODE_FILES:
+        source = os.path.join(PACKAGE_ROOT, relative)
+        target = os.path.join(code_dir, relative)
+        if os.path.isdir(source):
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copy(source, target)
+    os.chmod(code_dir, stat.S_IRWXU)
+    return code_dir
 
 
 def _uid_base() -> int:
@@ -235,7 +258,8 @@ class DockerSandbox(ForkedSandbox):
     def __init__(self, config: SandboxConfig | None = None, image: str = DEFAULT_IMAGE) -> None:
         super().__init__(config)
         self.image = image
-        self.granted_isolation = ("network",)  # network_mode="none"
+        # network_mode="none"; the container's root is the view (the image and the zygote's code)
+        self.granted_isolation = ("network", "filesystem")
 
     def _acquire_zygote(self) -> ZygoteClient:
         return container_pool(self.image, self.config).take()
@@ -253,7 +277,7 @@ class DockerSandbox(ForkedSandbox):
             except OSError as exc:
                 raise SandboxStartError(f"the sandbox worker could not load the episode's media: "
                                         f"cannot read video {path!r}: {exc}") from None
-        return [], [f"video_{index}_{os.path.basename(path)}" for index, path in
+        return [], [f"video_{index}{os.path.splitext(path)[1]}" for index, path in
                     enumerate(self._videos)], blobs
 
 

@@ -44,6 +44,7 @@ class _Worker:
     status_fd: int
     uid: int = -1
     isolation: tuple[str, ...] = ()
+    cells: int = 0  # requests sent: the sequence number of the last one
 
 
 class ZygoteClient:
@@ -114,16 +115,16 @@ class ForkedSandbox:
     the media, and then talks to the worker directly over its own socket (`wire` format). Subclasses
     only say where their zygote comes from (`_acquire_zygote` / `_release_zygote`).
 
-    Who is at fault (the rule behind `CellStatus`):
-    - the cell runs past its limit: `TIMEOUT`; every process of the episode is killed and a new
-      worker is started with the same media (`state_lost=True`).
-    - the worker dies *while a cell runs* (`os._exit`, a segfault, a signal, an rlimit): that is the
-      code's doing, so `ERROR` with an `InterpreterCrashed` error, and a new worker as above; the
-      same when it dies between cells from anything but SIGKILL (a thread an earlier cell left
-      running), or sends bytes that are not a valid result (only code in the worker can do that).
-    - a worker cannot be started, the zygote is gone, or the worker vanished by SIGKILL between
-      cells (the host's OOM killer, say): we cannot blame the code, so `SANDBOX_FAILURE` (a trainer
-      drops such samples); a new worker is started.
+    Who is at fault (the rule behind `CellStatus`, see docs/sandbox.md): whatever the code can
+    cause is the code's; `SANDBOX_FAILURE`, which trainers drop, only for what it cannot.
+    - the cell runs past its limit, or stops reading its requests: `TIMEOUT`; every process of
+      the episode is killed and a new worker is started with the same media (`state_lost=True`).
+    - the worker dies at any time, while a cell runs or between cells, by any signal or exit
+      (`os._exit`, a segfault, its own signals, an rlimit it lowered, the OOM killer choosing
+      it), or sends bytes that are not the result of this
+      request: `ERROR` with an `InterpreterCrashed` error, and a new worker as above.
+    - a worker cannot be started or restarted, or the zygote is gone (it reports every worker's
+      end; no report means it died): `SANDBOX_FAILURE`.
     """
 
     def __init__(self, config: SandboxConfig | None = None) -> None:
@@ -205,11 +206,16 @@ class ForkedSandbox:
         worker = self._worker
         if worker is None:  # an earlier restart failed: try again, blame ourselves
             return self._restart(started, CellStatus.SANDBOX_FAILURE, CellError(
-                "SandboxFailure", "the sandbox had no running interpreter; a new one was started"))
+                "SandboxFailure", "the sandbox had no running interpreter"))
+        worker.cells += 1
         try:
-            worker.channel.send({"op": "run", "code": code})
+            worker.channel.send({"op": "run", "code": code, "seq": worker.cells},
+                                deadline=started + limit)
+        except ChannelTimeout:  # the interpreter stopped reading (e.g. a thread holds the GIL)
+            return self._timeout(started, limit)
         except ChannelClosed:
-            return self._restart(started, *_idle_death(_exit_status(worker, 2.0)))
+            return self._crashed(worker, started, 2.0,
+                                 "after an earlier cell ended, before this cell could run")
         return self._collect(worker, started, limit)
 
     def close(self) -> None:
@@ -239,13 +245,19 @@ class ForkedSandbox:
         if self._zygote is None or not self._zygote.alive:
             self._zygote = self._acquire_zygote()
         deadline = time.monotonic() + self.config.start_timeout
-        worker = self._zygote.spawn(self.config.start_timeout)
+        try:
+            worker = self._zygote.spawn(self.config.start_timeout)
+        except SandboxStartError:
+            if self._zygote.alive:
+                raise
+            self._zygote = self._acquire_zygote()  # it died: one more try with a fresh zygote
+            worker = self._zygote.spawn(self.config.start_timeout)
         try:
             shapes, image_buffers = pack_arrays(self._images)
             paths, names, blobs = self._video_payload()
             worker.channel.send(
                 {"op": "init", "config": asdict(self.config), "images": shapes,
-                 "videos": paths, "video_files": names}, [*image_buffers, *blobs])
+                 "videos": paths, "video_files": names}, [*image_buffers, *blobs], deadline)
             reply, _ = worker.channel.recv(deadline, _MAX_CONTROL_MESSAGE)
         except (ChannelClosed, ChannelTimeout, ChannelCorrupt) as exc:
             self._kill(worker, self._zygote)
@@ -276,24 +288,30 @@ class ForkedSandbox:
             result = decode_result(
                 header, buffers, max_output=self.config.max_output_bytes,
                 max_figures=self.config.max_figures,
-                max_figure_pixels=self.config.max_figure_pixels,
+                max_figure_pixels=self.config.max_figure_pixels, seq=worker.cells,
                 duration=time.monotonic() - started)
         except ChannelTimeout:
             return self._timeout(started, limit)
         except ChannelClosed:
-            return self._restart(started, CellStatus.ERROR, CellError(
-                "InterpreterCrashed", _crash_message(_exit_status(worker, 5.0))))
+            return self._crashed(worker, started, 5.0, "while running this cell")
         except ChannelCorrupt as exc:
             return self._restart(started, CellStatus.ERROR, CellError(
-                "InterpreterCrashed", f"the cell broke the sandbox's result channel ({exc}); "
-                "the interpreter was restarted, so variables from earlier cells are lost"))
+                "InterpreterCrashed", f"the cell broke the sandbox's result channel ({exc})"))
         return result
+
+    def _crashed(self, worker: _Worker, started: float, wait: float, when: str) -> CellResult:
+        """The worker is gone. The zygote reports every worker's end; no report means the zygote
+        itself is gone, which no cell can cause."""
+        status = _exit_status(worker, wait)
+        if status == "zygote gone":
+            return self._restart(started, CellStatus.SANDBOX_FAILURE, CellError(
+                "SandboxFailure", f"the sandbox's fork server stopped {when}"))
+        return self._restart(started, CellStatus.ERROR, CellError(
+            "InterpreterCrashed", _crash_message(status, when)))
 
     def _timeout(self, started: float, limit: float) -> CellResult:
         return self._restart(started, CellStatus.TIMEOUT, CellError(
-            "TimeoutError", f"the cell exceeded the {limit:g} s time limit and was stopped; "
-            "the interpreter was restarted, so variables from earlier cells are lost "
-            "(the input images are loaded again)"))
+            "TimeoutError", f"the cell ran past its {limit:g} s time limit"))
 
     def _restart(self, started: float, status: CellStatus, error: CellError) -> CellResult:
         """Replace the worker after a timeout or crash; report `status`, or a failure to restart."""
@@ -305,7 +323,8 @@ class ForkedSandbox:
             self._worker = self._spawn_worker()
         except SandboxStartError as exc:
             status = CellStatus.SANDBOX_FAILURE
-            error = CellError("SandboxFailure", f"{error.value}; restarting it failed: {exc}")
+            error = CellError("SandboxFailure", f"{error.value}; restarting the interpreter "
+                                                f"failed: {exc}")
         return CellResult(status=status, error=error, duration=duration, state_lost=True)
 
     @staticmethod
@@ -332,14 +351,17 @@ def _as_image_array(image: Any, index: int) -> np.ndarray:
 
 
 def _exit_status(worker: _Worker, wait: float) -> str:
-    """The worker's exit as the zygote reported it ("exit 7", "signal 11"), or "unknown"."""
+    """The worker's exit as the zygote reported it ("exit 7", "signal 11"); "zygote gone" when
+    the pipe closed with no report (only the zygote's death does that); "unknown" when no
+    report came within `wait` seconds."""
     if select.select([worker.status_fd], [], [], wait)[0]:
         with contextlib.suppress(OSError):
-            return os.read(worker.status_fd, 64).decode(errors="replace") or "unknown"
+            return os.read(worker.status_fd, 64).decode(errors="replace") or "zygote gone"
     return "unknown"
 
 
-def _crash_message(status: str, when: str = "while running this cell") -> str:
+def _crash_message(status: str, when: str) -> str:
+    """What happened to the interpreter, from the zygote's report ("signal 9", "exit 3")."""
     kind, _, value = status.partition(" ")
     if kind == "signal" and value.isdigit():
         try:
@@ -350,16 +372,7 @@ def _crash_message(status: str, when: str = "while running this cell") -> str:
         how = f"exited with code {value}"
     else:
         how = "stopped"
-    return (f"the interpreter crashed ({how}) {when}; it was restarted, so variables from "
-            "earlier cells are lost (the input images are loaded again)")
-
-
-def _idle_death(status: str) -> tuple[CellStatus, CellError]:
-    """Status and error when the worker was found dead before a cell could be sent."""
-    when = "after an earlier cell ended, before this cell could run"
-    if status in ("unknown", f"signal {int(signal.SIGKILL)}"):
-        return CellStatus.SANDBOX_FAILURE, CellError("SandboxFailure", _crash_message(status, when))
-    return CellStatus.ERROR, CellError("InterpreterCrashed", _crash_message(status, when))
+    return f"the interpreter crashed ({how}) {when}"
 
 
 def _warn_if_weak(backend: str, isolation: tuple[str, ...]) -> None:

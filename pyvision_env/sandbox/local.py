@@ -12,19 +12,12 @@ import threading
 
 from pyvision_env.sandbox.base import SandboxConfig
 from pyvision_env.sandbox.forked import ForkedSandbox, SandboxStartError, ZygoteClient
-from pyvision_env.sandbox.zygote import BOOTSTRAP
-
-PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pyvision_env.sandbox.zygote import BOOTSTRAP, PACKAGE_ROOT, ZYGOTE_ENV_SET
 
 # What the zygote (and so every worker) may inherit from the host's environment.
 ZYGOTE_ENV_KEEP = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TERM", "MPLCONFIGDIR",
                    "XDG_CACHE_HOME", "XDG_CONFIG_HOME")
 ZYGOTE_ENV_KEEP_PREFIXES = ("LC_",)
-# Thread caps, and transparent huge pages for malloc: a fresh worker copies the episode's images
-# into new memory, and with 4 KiB pages the page faults cost more than the copy.
-ZYGOTE_ENV_SET = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                  "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1",
-                  "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
 
 _zygote_lock = threading.Lock()
 _zygote: ZygoteClient | None = None
@@ -93,9 +86,10 @@ class LocalSandbox(ForkedSandbox):
     The zygote (`zygote.py`) is one process per host process, started on first use with a clean
     environment (an allowlist: no tokens or keys to inherit, and nothing in its /proc/<pid>/environ)
     and with numpy, PIL, matplotlib and the video decoders already imported. Each episode's worker
-    is cloned from it in milliseconds into new PID, network and IPC
-    namespaces, and then confines itself: its own uid, rlimits, a private working directory,
-    Landlock. See docs/sandbox.md for the threat model and what holds where.
+    is forked from it in milliseconds into new PID, network and IPC namespaces, and then confines
+    itself: a filesystem view of its own (only the interpreter, the libraries, its media and its
+    working directory; see `view.py`), its own uid, rlimits, Landlock, seccomp. See
+    docs/sandbox.md for the threat model and what holds where.
 
     The zygote lives until the host process exits (it sees its control socket close), or until the
     host forks: a forked child starts a zygote of its own on first use.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import socket
 import struct
 import time
@@ -10,10 +12,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pyvision_env.sandbox.base import CellError, CellResult, CellStatus
+from pyvision_env.sandbox.base import CellError, CellResult, CellStatus, Cut
 
 _PREFIX = struct.Struct("<IQ")
 _MAX_HEADER = 64 * 1024 * 1024
+_MAX_NOTES = 64
+_NO_CUT = Cut()
+_WORKER_STATUSES = {"ok": CellStatus.OK, "error": CellStatus.ERROR}
 _CHUNK = 64 * 1024
 _TIMEVAL = struct.Struct("@ll")
 _NO_TIMEOUT = _TIMEVAL.pack(0, 0)
@@ -41,8 +46,10 @@ class Channel:
 
         u32 header length | u64 total buffer length | JSON header | buffer 0 | buffer 1 | ...
 
-    where `header["buffers"]` lists each buffer's length. Reads take a deadline, so a worker that
-    sends half a frame and stops cannot hang the host.
+    where `header["buffers"]` lists each buffer's length. Every size is checked against the
+    caller's limit before anything that size is allocated, and sends and reads take a deadline,
+    so a worker that sends half a frame, floods the socket or stops reading cannot hang the host
+    or make it allocate past its limits.
     """
 
     def __init__(self, sock: socket.socket) -> None:
@@ -58,15 +65,43 @@ class Channel:
     def close(self) -> None:
         self.sock.close()
 
-    def send(self, header: dict[str, Any], buffers: Sequence[Any] = ()) -> None:
-        """Send one frame; `buffers` are bytes-like objects (e.g. contiguous arrays)."""
+    def send(self, header: dict[str, Any], buffers: Sequence[Any] = (),
+             deadline: float | None = None) -> None:
+        """Send one frame by `deadline` (None waits forever); `buffers` are bytes-like objects.
+
+        Raises:
+            ChannelTimeout: the other end did not take the frame in time (it stopped reading).
+            ChannelClosed: the connection broke.
+        """
         views = [memoryview(buffer).cast("B") for buffer in buffers]
         header = dict(header, buffers=[len(view) for view in views])
         encoded = json.dumps(header).encode()
+        first = _PREFIX.pack(len(encoded), sum(len(v) for v in views)) + encoded
         try:
-            self.sock.sendall(_PREFIX.pack(len(encoded), sum(len(v) for v in views)) + encoded)
-            for view in views:
-                self.sock.sendall(view)
+            if deadline is None:
+                self.sock.sendall(first)
+                for view in views:
+                    self.sock.sendall(view)
+                return
+            sent = 0
+            if not views:  # the common small frame: one non-blocking send
+                try:
+                    sent = self.sock.send(first, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    pass
+                if sent == len(first):
+                    return
+            for part in [memoryview(first)[sent:], *views]:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ChannelTimeout("the frame could not be sent before the deadline")
+                self.sock.settimeout(left)
+                try:
+                    self.sock.sendall(part)
+                finally:
+                    self.sock.settimeout(None)
+        except socket.timeout:
+            raise ChannelTimeout("the frame could not be sent before the deadline") from None
         except OSError as exc:
             raise ChannelClosed(str(exc)) from exc
 
@@ -84,10 +119,12 @@ class Channel:
             raise ChannelCorrupt(f"frame of {header_len + total} bytes is over the limit")
         try:
             header = json.loads(self._read(header_len, deadline))
-            sizes = [int(size) for size in header.pop("buffers")]
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ChannelCorrupt(f"malformed frame header: {exc}") from None
-        if sum(sizes) != total or min(sizes, default=0) < 0:
+            sizes = header.pop("buffers")
+            if not isinstance(sizes, list) or not all(type(size) is int for size in sizes):
+                raise TypeError("buffer sizes must be a list of integers")
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            raise ChannelCorrupt(f"malformed frame header: {str(exc)[:200]}") from None
+        if min(sizes, default=0) < 0 or sum(sizes) != total:
             raise ChannelCorrupt("frame buffer sizes do not add up")
         return header, [self._read(size, deadline) for size in sizes]
 
@@ -161,8 +198,8 @@ def unpack_arrays(shapes: Any, buffers: Sequence[bytearray]) -> list[np.ndarray]
     arrays = []
     for shape, buffer in zip(shapes, buffers):
         if not (isinstance(shape, list) and 2 <= len(shape) <= 3
-                and all(isinstance(n, int) and n > 0 for n in shape)
-                and int(np.prod(shape)) == len(buffer)):
+                and all(type(n) is int and n > 0 for n in shape)
+                and math.prod(shape) == len(buffer)):
             raise ChannelCorrupt(f"bad array shape {shape!r} for {len(buffer)} bytes")
         arrays.append(np.frombuffer(buffer, dtype=np.uint8).reshape(shape))
     return arrays
@@ -175,31 +212,77 @@ def encode_result(result: CellResult) -> tuple[dict[str, Any], list[np.ndarray]]
         "name": result.error.name, "value": result.error.value,
         "traceback": result.error.traceback}
     return {"op": "result", "status": result.status.value, "stdout": result.stdout,
-            "stderr": result.stderr, "error": error, "figures": shapes,
-            "duration": result.duration}, buffers
+            "stderr": result.stderr, "stdout_cut": list(result.stdout_cut),
+            "stderr_cut": list(result.stderr_cut), "error": error, "figures": shapes,
+            "notes": list(result.notes)}, buffers
+
+
+# Lone surrogates, and control characters other than tab and newline (C0, DEL, C1).
+_UNSAFE_TEXT = re.compile("[\ud800-\udfff]|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean_text(text: str) -> str:
+    """Valid UTF-8 without control characters: lone surrogates become U+FFFD, control characters
+    other than newline and tab are removed (a carriage return too)."""
+    if not text or (text.isascii() and text.isprintable()):  # the common case, fast
+        return text
+    return _UNSAFE_TEXT.sub(lambda match: "\ufffd" if match[0] >= "\ud800" else "", text)
 
 
 def decode_result(header: dict[str, Any], buffers: Sequence[bytearray], *, max_output: int,
-                  max_figures: int, max_figure_pixels: int, duration: float = 0.0) -> CellResult:
-    """Rebuild a `CellResult` from an untrusted worker, enforcing the limits again.
+                  max_figures: int, max_figure_pixels: int, seq: int | None = None,
+                  duration: float = 0.0) -> CellResult:
+    """Rebuild a `CellResult` from an untrusted worker, checking everything against the limits.
+
+    Text comes out clean (`clean_text`). A result that breaks a limit is not cut to fit: it is
+    not one the worker would send, so it is refused.
 
     Raises:
-        ChannelCorrupt: the header is not a result, or a figure breaks the limits.
+        ChannelCorrupt: the header is not a result for request `seq`, or breaks a limit.
     """
     try:
-        status = CellStatus(header["status"])
-        if status not in (CellStatus.OK, CellStatus.ERROR):  # only the host decides the others
-            raise ValueError(f"a worker cannot report status {status.value!r}")
-        stdout, stderr = str(header["stdout"])[:max_output], str(header["stderr"])[:max_output]
+        if header.get("op") != "result" or header.get("seq") != seq:
+            raise ValueError(f"not the result of request {seq}")
+        status = _WORKER_STATUSES.get(header["status"])
+        if status is None:  # only the host decides the others
+            raise ValueError(f"a worker cannot report status {str(header['status'])[:20]!r}")
+        stdout, stdout_cut = _cut_text(header["stdout"], header["stdout_cut"], max_output)
+        stderr, stderr_cut = _cut_text(header["stderr"], header["stderr_cut"], max_output)
         raw = header["error"]
+        marked = max_output + 64  # the worker cut these with `truncate_middle`'s marker
         error = None if raw is None else CellError(
-            str(raw["name"]), str(raw["value"]), str(raw["traceback"])[:max_output])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ChannelCorrupt(f"malformed cell result: {exc!r}") from None
+            _text(raw["name"], 256), _text(raw["value"], marked), _text(raw["traceback"], marked))
+        notes = header["notes"]
+        if not isinstance(notes, list) or len(notes) > _MAX_NOTES:
+            raise ValueError("bad notes")
+        notes = tuple([_text(note, 1024) for note in notes]) if notes else ()
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ChannelCorrupt(f"malformed cell result: {str(exc)[:200]}") from None
     figures = unpack_arrays(header.get("figures"), buffers)
+    if len(figures) > max_figures:
+        raise ChannelCorrupt(f"{len(figures)} figures is over the limit of {max_figures}")
     for figure in figures:
         height, width = figure.shape[:2]
         if figure.ndim != 3 or figure.shape[2] != 3 or height * width > max_figure_pixels:
             raise ChannelCorrupt(f"figure of shape {figure.shape} breaks the figure limits")
     return CellResult(status=status, stdout=stdout, stderr=stderr, error=error,
-                      figures=tuple(figures[:max_figures]), duration=duration)
+                      figures=tuple(figures), duration=duration, stdout_cut=stdout_cut,
+                      stderr_cut=stderr_cut, notes=notes)
+
+
+def _text(value: Any, limit: int) -> str:
+    if not isinstance(value, str) or len(value) > limit:
+        raise ValueError("a text field is not a string within its limit")
+    return clean_text(value)
+
+
+def _cut_text(value: Any, cut: Any, limit: int) -> tuple[str, Cut]:
+    """A captured stream and its cut, checked; the cut's index follows the cleaning."""
+    if not isinstance(value, str) or len(value) > limit:
+        raise ValueError("a stream is not a string within its limit")
+    if cut == [0, 0]:
+        return clean_text(value), _NO_CUT
+    if not (isinstance(cut, list) and len(cut) == 2 and all(type(n) is int for n in cut)
+            and 0 <= cut[0] <= len(value) and cut[1] >= 0):
+        raise ValueError(f"bad cut {str(cut)[:100]}")
+    return clean_text(value), Cut(len(clean_text(value[:cut[0]])), cut[1])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-import importlib
+import codecs
 import io
 import linecache
 import os
@@ -23,21 +23,27 @@ from matplotlib.backend_bases import FigureManagerBase
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
 
-from pyvision_env.sandbox import confine
-from pyvision_env.sandbox.base import CellError, CellResult, CellStatus, SandboxConfig
+from pyvision_env.media.video import open_video
+from pyvision_env.sandbox import confine, seccomp, view
+from pyvision_env.sandbox.base import (
+    CellError,
+    CellResult,
+    CellStatus,
+    Cut,
+    SandboxConfig,
+    truncate_middle,
+)
 from pyvision_env.sandbox.wire import (
     Channel,
     ChannelClosed,
     ChannelCorrupt,
+    ChannelTimeout,
     encode_result,
     unpack_arrays,
 )
 
-VIDEO_HOOK_MODULE = "pyvision_env.media.video"
 CELL_FILENAME_PREFIX = "<cell-"
-
-# Room kept for the truncation marker, so a cut stream stays within `max_output_bytes`.
-_MARKER_RESERVE = 48
+_MAX_INIT_BYTES = 1 << 40  # the host's own message: only its sizes are checked
 
 # Environment variables a cell keeps; everything else (tokens, keys, cloud credentials) is dropped.
 _ENV_KEEP = ("PATH", "LANG", "LANGUAGE", "TZ", "TERM", "MPLCONFIGDIR", "OMP_NUM_THREADS",
@@ -53,23 +59,33 @@ class CappedText(io.TextIOBase):
     """A write-only text stream that keeps the first and last characters written, within a budget.
 
     Memory stays bounded however much is written: the head fills once, the tail is trimmed as it
-    grows. `getvalue()` joins head and tail with a marker saying how many characters were cut,
-    and is never longer than `limit` characters.
+    grows. `getvalue()` returns the kept text (at most `limit` characters) and the `Cut`.
+    `buffer` takes bytes (decoded as UTF-8), as `sys.stdout.buffer` does.
     """
 
     def __init__(self, limit: int) -> None:
-        keep = max(0, limit - _MARKER_RESERVE)
-        self._head_cap = keep // 2
-        self._tail_cap = keep - self._head_cap
+        self._head_cap = limit - limit // 2
+        self._tail_cap = limit // 2
         self._head: list[str] = []
         self._head_len = 0
         self._tail: list[str] = []
         self._tail_len = 0
         self._total = 0
+        self._buffer: _BytesInto | None = None
+
+    @property
+    def buffer(self) -> _BytesInto:
+        if self._buffer is None:  # made on first use: most cells never write bytes
+            self._buffer = _BytesInto(self)
+        return self._buffer
 
     @property
     def encoding(self) -> str:
         return "utf-8"
+
+    @property
+    def errors(self) -> str:
+        return "replace"
 
     def writable(self) -> bool:
         return True
@@ -99,13 +115,32 @@ class CappedText(io.TextIOBase):
             self._tail = [joined]
             self._tail_len = len(joined)
 
-    def getvalue(self) -> str:
+    def getvalue(self) -> tuple[str, Cut]:
+        if self._buffer is not None:
+            self._buffer.flush()
         head = "".join(self._head)
         tail = "".join(self._tail)[-self._tail_cap:] if self._tail_cap else ""
         cut = self._total - len(head) - len(tail)
-        if cut == 0:
-            return head + tail
-        return f"{head}\n[... {cut} characters cut ...]\n{tail}"
+        return head + tail, (Cut(len(head), cut) if cut else Cut())
+
+
+class _BytesInto(io.RawIOBase):
+    """`sys.stdout.buffer` for a `CappedText`: bytes decoded as UTF-8 (bad bytes replaced)."""
+
+    def __init__(self, text: CappedText) -> None:
+        self._text = text
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self._text.write(self._decoder.decode(view))
+        return len(view)
+
+    def flush(self) -> None:
+        self._text.write(self._decoder.decode(b"", final=True))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,19 +200,24 @@ def _is_image_array(obj: Any) -> bool:
 
 
 class FigureSink:
-    """Collects the figures shown during one cell, within the count and pixel limits."""
+    """Collects the figures shown during one cell, within the count and pixel limits, and notes
+    what it had to change (`take` returns both)."""
 
     def __init__(self, max_figures: int, max_pixels: int) -> None:
         self.max_figures = max_figures
         self.max_pixels = max_pixels
         self._figures: list[np.ndarray] = []
+        self._notes: list[str] = []
         self._dropped = 0
 
     def add(self, rgb: np.ndarray) -> None:
-        """Keep an image, downscaled to the pixel cap if needed."""
+        """Keep an image, downscaled to the pixel cap if needed; an empty one is noted, not kept."""
         if self._full():
             return
         height, width = rgb.shape[:2]
+        if height == 0 or width == 0:
+            self._notes.append(f"an empty image ({width}x{height}) was shown; nothing to return")
+            return
         scale = self._scale(width, height)
         if scale < 1.0:
             size = (max(1, int(width * scale)), max(1, int(height * scale)))
@@ -189,6 +229,9 @@ class FigureSink:
         if self._full():
             return
         width, height = (int(v) for v in fig.get_size_inches() * fig.dpi)
+        if width <= 0 or height <= 0:
+            self._notes.append(f"an empty figure ({width}x{height}) was shown; nothing to return")
+            return
         scale = self._scale(width, height)
         self.add(render_figure(fig, fig.dpi * scale if scale < 1.0 else None))
 
@@ -202,18 +245,20 @@ class FigureSink:
         if width * height <= self.max_pixels:
             return 1.0
         scale = (self.max_pixels / (width * height)) ** 0.5
-        print(f"[sandbox] figure {len(self._figures)} downscaled from {width}x{height} to "
-              f"{int(width * scale)}x{int(height * scale)} (max_figure_pixels={self.max_pixels})",
-              file=sys.stderr)
+        self._notes.append(
+            f"figure {len(self._figures)} was downscaled from {width}x{height} to "
+            f"{max(1, int(width * scale))}x{max(1, int(height * scale))} (at most "
+            f"{self.max_pixels} pixels per figure)")
         return scale
 
-    def take(self) -> tuple[np.ndarray, ...]:
-        """Return this cell's figures and start afresh; note dropped ones on stderr."""
+    def take(self) -> tuple[tuple[np.ndarray, ...], tuple[str, ...]]:
+        """This cell's figures and notes (a note for dropped figures too); start afresh."""
         if self._dropped:
-            print(f"[sandbox] {self._dropped} more figure(s) shown in this cell were dropped "
-                  f"(max_figures={self.max_figures})", file=sys.stderr)
-        figures, self._figures, self._dropped = tuple(self._figures), [], 0
-        return figures
+            self._notes.append(f"{self._dropped} more figure(s) shown in this cell were dropped "
+                               f"(at most {self.max_figures} figures per cell)")
+        figures, notes = tuple(self._figures), tuple(self._notes)
+        self._figures, self._notes, self._dropped = [], [], 0
+        return figures, notes
 
 
 def install_display_hooks(sink: FigureSink) -> Any:
@@ -276,15 +321,17 @@ def _only_cell_frames(exc_info: traceback.TracebackException, seen: set[int]) ->
             _only_cell_frames(linked, seen)
 
 
-def describe_exception(exc: BaseException) -> CellError:
-    """The `CellError` for an exception raised by a cell, with a traceback of the cell's frames."""
+def describe_exception(exc: BaseException, max_chars: int) -> CellError:
+    """The `CellError` for an exception raised by a cell, with a traceback of the cell's frames;
+    message and traceback each cut to `max_chars` (head and tail kept)."""
     exc_info = traceback.TracebackException.from_exception(exc)
     _only_cell_frames(exc_info, set())
     try:
         value = str(exc)
     except Exception:  # a broken __str__ in user code must not break the worker
         value = f"<unprintable {type(exc).__name__}>"
-    return CellError(name=type(exc).__name__, value=value, traceback="".join(exc_info.format()))
+    return CellError(name=type(exc).__name__[:200], value=truncate_middle(value, max_chars),
+                     traceback=truncate_middle("".join(exc_info.format()), max_chars))
 
 
 class Session:
@@ -317,7 +364,7 @@ class Session:
                 image = image.convert("RGB")
             self.namespace[f"image_clue_{index}"] = image
         for index, path in enumerate(videos):
-            self.namespace[f"video_clue_{index}"] = _open_video(path)
+            self.namespace[f"video_clue_{index}"] = open_video(path)
         self.cells = 0
 
     def run(self, code: str) -> CellResult:
@@ -334,55 +381,58 @@ class Session:
         try:
             exec(compile(code, filename, "exec", dont_inherit=True), self.namespace)
         except BaseException as exc:  # SystemExit and KeyboardInterrupt are the cell's errors too
-            error = describe_exception(exc)
+            error = describe_exception(exc, self.config.max_output_bytes)
         finally:
             duration = time.monotonic() - started
             try:
-                figures = self.sink.take()
+                figures, notes = self.sink.take()
             finally:
                 sys.stdout, sys.stderr = saved
+        out_text, out_cut = stdout.getvalue()
+        err_text, err_cut = stderr.getvalue()
         return CellResult(
             status=CellStatus.OK if error is None else CellStatus.ERROR,
-            stdout=stdout.getvalue(),
-            stderr=stderr.getvalue(),
+            stdout=out_text,
+            stderr=err_text,
             error=error,
             figures=figures,
             duration=duration,
+            stdout_cut=out_cut,
+            stderr_cut=err_cut,
+            notes=notes,
         )
-
-
-def _open_video(path: str) -> Any:
-    try:
-        module = importlib.import_module(VIDEO_HOOK_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != VIDEO_HOOK_MODULE:
-            raise
-        raise RuntimeError(
-            f"cannot load video {path!r}: video support ({VIDEO_HOOK_MODULE}.open_video) is not "
-            "available in this installation") from None
-    return module.open_video(path)
 
 
 # ---------------------------------------------------------------------------------------------
 # Process setup and the message loop
 # ---------------------------------------------------------------------------------------------
 
-def start_worker(fd: int, workdir: str, uid_base: int, isolation: list[str]) -> None:
+def start_worker(fd: int, workdir: str, uid: int, template: view.Template | None,
+                 isolation: list[str]) -> None:
     """The worker's whole life, in a child of the zygote; never returns.
 
-    Order matters: detach and receive the episode's media as root (video files may be readable
-    by root only), then confine (see `_confine`), report `ready`, and serve cells.
+    Order matters: detach and receive the episode as root, build the filesystem view (video files
+    may be readable by root only; they are opened here, under their neutral names), then confine
+    (see `_confine`), report `ready`, and serve cells.
     """
-    uid = uid_base + int(os.readlink("/proc/self"))  # /proc/self: the pid outside our PID namespace
     try:
         channel = _detach(fd)
-        header, buffers = channel.recv(time.monotonic() + 60.0)
+        header, buffers = channel.recv(time.monotonic() + 60.0, _MAX_INIT_BYTES)
         config = SandboxConfig(**header["config"])
         if "network" not in isolation and confine.unshare(confine.CLONE_NEWNET):
             isolation = [*isolation, "network"]
         try:
             images = unpack_arrays(header["images"], buffers[:len(header["images"])])
-            session = Session(config, images, _video_paths(header, buffers, workdir))
+            videos = _receive_videos(header, buffers, workdir)
+            media = {f"{view.MEDIA_DIR}/video_{index}{_suffix(path)}": path
+                     for index, path in enumerate(header["videos"])}
+            if template is not None:
+                view.enter_view(template, workdir, media, new_proc="pid" in isolation)
+                isolation = [*isolation, "filesystem"]
+                videos = [*media, *videos]
+            else:
+                videos = [*header["videos"], *videos]
+            session = Session(config, images, videos)
         except Exception as exc:
             channel.send({"op": "failed", "message": f"{type(exc).__name__}: {exc}"})
             os._exit(0)
@@ -409,11 +459,22 @@ def _detach(fd: int) -> Channel:
     return Channel(socket.socket(fileno=fd))
 
 
-def _video_paths(header: dict[str, Any], buffers: list[bytearray], workdir: str) -> list[str]:
-    """Video paths as given, plus videos sent by value (Docker) written into the working dir."""
-    paths = list(header["videos"])
-    for name, data in zip(header["video_files"], buffers[len(header["images"]):]):
-        path = os.path.join(workdir, os.path.basename(name))
+def _suffix(path: str) -> str:
+    """A file's extension, if it looks like one (`.mp4`); the rest of its name is not passed on."""
+    suffix = os.path.splitext(path)[1]
+    return suffix if suffix[1:].isalnum() and len(suffix) <= 8 else ""
+
+
+def _receive_videos(header: dict[str, Any], buffers: list[bytearray], workdir: str) -> list[str]:
+    """Videos sent by value (Docker), written into the working directory under neutral names;
+    files given by path must exist (they are bound into the view)."""
+    for path in header["videos"]:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"cannot read video {path!r}: no such file")
+    paths = []
+    sent = zip(header["video_files"], buffers[len(header["images"]):])
+    for index, (name, data) in enumerate(sent):
+        path = os.path.join(workdir, f"video_{len(header['videos']) + index}{_suffix(name)}")
         with open(path, "wb") as file:
             file.write(data)
         paths.append(path)
@@ -421,7 +482,8 @@ def _video_paths(header: dict[str, Any], buffers: list[bytearray], workdir: str)
 
 
 def _confine(config: SandboxConfig, workdir: str, uid: int) -> list[str]:
-    """Private cwd, scrubbed environment, rlimits, our own uid, Landlock. Returns what applied."""
+    """Private cwd, scrubbed environment, rlimits, our own uid, Landlock, seccomp. Returns what
+    applied."""
     os.chown(workdir, uid, uid)
     os.chmod(workdir, 0o700)
     os.chdir(workdir)
@@ -440,23 +502,28 @@ def _confine(config: SandboxConfig, workdir: str, uid: int) -> list[str]:
     if confine.no_new_privileges():
         applied += ["landlock-" + part for part in confine.restrict_with_landlock(
             [workdir, os.devnull])]
+        if seccomp.install_filter():
+            applied.append("seccomp")
     return applied
 
 
 def serve(channel: Channel, session: Session) -> None:
     """Answer `run` messages with results until the host closes the connection.
 
-    A process the cell forked returns here too: it exits instead of answering for the worker.
+    Each result carries the request's sequence number, so the host can tell a frame the code
+    forged or left behind from the answer to this cell. A process the cell forked returns here
+    too: it exits instead of answering for the worker.
     """
     worker = os.getpid()
     while True:
         try:
             header, _ = channel.recv()
-        except (ChannelClosed, ChannelCorrupt):
+        except (ChannelClosed, ChannelCorrupt, ChannelTimeout):
             return
         if header.get("op") != "run":
             return
         result = session.run(header["code"])
         if os.getpid() != worker:
             os._exit(0)
-        channel.send(*encode_result(result))
+        reply, buffers = encode_result(result)
+        channel.send({**reply, "seq": header.get("seq")}, buffers)

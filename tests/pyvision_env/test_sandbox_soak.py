@@ -3,8 +3,9 @@
 Each episode is what an env does per reset: `start` with an image, then a few cells (state kept,
 a figure, an error, a file in the working directory). Every so often a cell times out or
 crashes the interpreter, so the restart path is soaked too. The host process, the zygote and
-the scratch directories are measured once warm and again at the end; run with `-s` for the
-report.
+the episodes' own working directories are measured once warm and again at the end;
+run with `-s` for the report. Only this test's own episodes are counted, so sandboxes that other
+processes on the machine run at the same time do not disturb it.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Usage:
     host_rss: int
     zygote_fds: int
     zygote_rss: int
-    scratch_entries: int  # episode directories in the zygote's /tmp
+    leftovers: int  # working directories of this test's episodes
 
 
 def _children() -> dict[int, list[int]]:
@@ -90,7 +91,12 @@ def _zygote_pid(backend: str) -> int:
     return int(containers[0].attrs["State"]["Pid"])  # the zygote is the container's init
 
 
-def _usage(zygote: int) -> Usage:
+def _leftovers(zygote: int, workdirs: list[str]) -> int:
+    """This test's episode directories still present (as the zygote sees its file system)."""
+    return sum(os.path.lexists(f"/proc/{zygote}/root{path}") for path in workdirs)
+
+
+def _usage(zygote: int, workdirs: list[str]) -> Usage:
     gc.collect()
     tree = _children()
     processes = _descendants(os.getpid(), tree) | _descendants(zygote, tree)
@@ -100,30 +106,32 @@ def _usage(zygote: int) -> Usage:
         host_rss=_rss(os.getpid()),
         zygote_fds=len(os.listdir(f"/proc/{zygote}/fd")),
         zygote_rss=_rss(zygote),
-        scratch_entries=sum(name.startswith("pyvision-episode-")
-                            for name in os.listdir(f"/proc/{zygote}/root/tmp")),
+        leftovers=_leftovers(zygote, workdirs),
     )
 
 
-def _settled(zygote: int, start: Usage, seconds: float = 10.0) -> Usage:
-    """Usage once the last episode's teardown has finished (the zygote reaps after replying)."""
+def _settled(zygote: int, start: Usage, workdirs: list[str], seconds: float = 10.0) -> Usage:
+    """Usage once the last episode's teardown has finished (the zygote reaps after replying,
+    and its cleaner removes files after that)."""
     deadline = time.monotonic() + seconds
     while True:
-        now = _usage(zygote)
+        now = _usage(zygote, workdirs)
         done = (now.processes <= start.processes and now.zygote_fds <= start.zygote_fds
-                and now.scratch_entries <= start.scratch_entries)
+                and now.leftovers == 0)
         if done or time.monotonic() > deadline:
             return now
         time.sleep(0.05)
 
 
-def _episode(box, number: int) -> None:
+def _episode(box, number: int, workdirs: list[str]) -> None:
     box.start(images=[IMAGE])
+    workdirs.append(box.workdir)
     cells = CELLS + (RESTART_CELLS if number % RESTART_EVERY == 0 else ())
     for code, expected in cells:
         result = box.run(code, timeout=0.5 if expected is CellStatus.TIMEOUT else None)
         assert result.status is expected, (number, code, result.error)
     assert box.run("print('still here')").stdout == "still here\n"
+    workdirs.append(box.workdir)  # a restart gave the episode a new one
 
 
 @pytest.mark.slow
@@ -136,22 +144,24 @@ def test_soak_leaves_nothing_behind(backend, episodes):
     from pyvision_env.sandbox.docker import shutdown_pools
 
     shutdown_pools()  # one container, so the Docker zygote is the one measured
+    warm: list[str] = []
+    workdirs: list[str] = []
     with make_sandbox(backend, SandboxConfig(cell_timeout=10.0)) as box:
         for number in range(1, 6):  # warm: zygote, container, first figure, lazy imports
-            _episode(box, number * RESTART_EVERY)
+            _episode(box, number * RESTART_EVERY, warm)
         box.close()
         zygote = _zygote_pid(backend)
-        start = _settled(zygote, _usage(zygote), seconds=0.0)
+        start = _settled(zygote, _usage(zygote, warm), warm)
         began = time.monotonic()
         for number in range(1, episodes + 1):
-            _episode(box, number)
+            _episode(box, number, workdirs)
         box.close()
-        end = _settled(zygote, start)
+        end = _settled(zygote, start, workdirs)
     print(f"\nsoak {backend}: {episodes} episodes in {time.monotonic() - began:.1f} s; "
           f"start {start}; end {end}")
     assert end.processes == start.processes
     assert end.host_fds == start.host_fds
     assert end.zygote_fds == start.zygote_fds
-    assert end.scratch_entries == start.scratch_entries == 0
+    assert end.leftovers == start.leftovers == 0
     assert end.host_rss - start.host_rss < RSS_SLACK
     assert end.zygote_rss - start.zygote_rss < RSS_SLACK
