@@ -17,9 +17,17 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Protocol
 
-from pyvision_env.rewards.graders import Grade, grade
-from pyvision_env.tasks.task import Task
+from pyvision_env.rewards.graders import Gradable, Grade, grade
+
+
+class Judgeable(Gradable, Protocol):
+    """What the judge reads of a task: `Gradable` plus the question (a `Task` is one)."""
+
+    @property
+    def question(self) -> str: ...
+
 
 # Bump when the prompt or the verdict rule changes: cached verdicts of another version are not reused.
 PROMPT_VERSION = "judge-v1"
@@ -117,7 +125,7 @@ class Judge:
         self._lock = threading.Lock()
         self._disk = Path(config.cache_dir) if config.cache_dir is not None else None
 
-    def judge(self, task: Task, predicted: str) -> Grade:
+    def judge(self, task: Judgeable, predicted: str) -> Grade:
         """The judge's grade of `predicted`; a grade with `judge_error` set when it could not give one.
 
         A reply without a clear verdict grades the answer wrong (the answer itself may have
@@ -224,7 +232,7 @@ def shared_judge(config: JudgeConfig) -> Judge:
     return Judge(config)
 
 
-def grade_answer(task: Task, predicted: str | None, judge: JudgeConfig | None = None) -> Grade:
+def grade_answer(task: Judgeable, predicted: str | None, judge: JudgeConfig | None = None) -> Grade:
     """Grade `predicted` for `task`: the rule graders first; a free-text answer they reject goes
     to the LLM judge when `judge` is set. Choice and number answers never reach the judge."""
     verdict = grade(task, predicted)
