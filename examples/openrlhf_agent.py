@@ -56,7 +56,7 @@ async def _play_by_hand(row: dict) -> dict:
     text = (await agent.reset({"observation": row["prompt"], "label": row["label"]}))["observation"]
     engine, reward = ScriptedEngine(), 0.0
     while True:
-        ids = PROCESSOR(text=[text], images=row["images"])["input_ids"][0].tolist()
+        ids = list(PROCESSOR(text=[text], images=row["images"], return_tensors="pt")["input_ids"][0].tolist())
         action = (await engine.generate(ids, None)).outputs[0].text
         result = await agent.step({"observation_text": text, "action_text": action, "label": row["label"]})
         text += action + result["environment_feedback"]
