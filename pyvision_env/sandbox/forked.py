@@ -344,17 +344,27 @@ class ForkedSandbox:
 # ---------------------------------------------------------------------------------------------
 
 def _as_image_array(image: Any, index: int) -> np.ndarray:
-    """The image as a uint8 array the sandbox keeps for restarts: a read-only array that owns its
-    pixels (`media.cached_array`'s) is kept as it is, anything else is copied, so later writes
-    by the caller never reach a restarted worker."""
-    owned = isinstance(image, np.ndarray) and not image.flags.writeable and image.base is None
-    array = image if owned else np.array(image, copy=True)
+    """The image as a uint8 array the sandbox keeps for restarts: a read-only array over memory
+    nothing writes to (`media.cached_array`'s, or `np.asarray` of a PIL image) is kept as it is,
+    anything else is copied, so later writes by the caller never reach a restarted worker."""
+    array = image if _immutable(image) else np.array(image, copy=True)
     shaped = array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (1, 3, 4))
     if array.dtype != np.uint8 or not shaped:
         raise ValueError(
             f"images[{index}] must be a uint8 array of shape (H, W), (H, W, 3) or (H, W, 4); "
             f"got dtype {array.dtype} and shape {array.shape}")
     return array[..., 0] if array.ndim == 3 and array.shape[2] == 1 else array
+
+
+def _immutable(image: Any) -> bool:
+    """A read-only array whose memory is a read-only array that owns it, or `bytes`."""
+    while isinstance(image, np.ndarray):
+        if image.flags.writeable:
+            return False
+        if image.base is None:
+            return True
+        image = image.base
+    return isinstance(image, bytes)
 
 
 def _exit_status(worker: _Worker, wait: float) -> str:

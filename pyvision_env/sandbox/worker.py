@@ -422,6 +422,7 @@ def start_worker(fd: int, workdir: str, uid: int, template: view.Template | None
         channel = _detach(fd)
         if ahead:
             isolation = _enter(template, workdir, {}, isolation)
+            _rehearse()
             channel = _await_host(channel)
         deadline = time.monotonic() + 60.0
         image_fds = channel.recv_fds(deadline)
@@ -444,6 +445,7 @@ def start_worker(fd: int, workdir: str, uid: int, template: view.Template | None
             del images  # the PIL images hold copies: unmap the host's pages
             for mapped in maps:
                 mapped.close()
+            Image.core.set_blocks_max(0)  # PIL's default again: `_rehearse`'s block is used
         except Exception as exc:
             channel.send({"op": "failed", "message": f"{type(exc).__name__}: {exc}"})
             os._exit(0)
@@ -463,6 +465,17 @@ def _enter(template: view.Template | None, workdir: str, media: dict[str, str],
         view.enter_view(template, workdir, media, new_proc="pid" in isolation)
         isolation = [*isolation, "filesystem"]
     return isolation
+
+
+def _rehearse() -> None:
+    """Before the episode (a worker forked ahead): run a throwaway cell and touch one block of
+    PIL's image memory, so the copy-on-write faults of a first cell and the page faults of the
+    episode's first image are taken here rather than on the way to the first result."""
+    Image.core.set_blocks_max(1)  # the freed block stays, faulted in, for the first image
+    Image.new("RGB", (1024, Image.core.get_block_size() // 4096))
+    session = Session(SandboxConfig(), [], [])
+    encode_result(session.run("x = 1"))
+    linecache.cache.clear()
 
 
 def _await_host(link: Channel) -> Channel:
