@@ -206,12 +206,11 @@ class Zygote:
 
     def _spawn(self, worker_fd: int, status_fd: int, *, videos: bool) -> dict[str, Any]:
         """Hand the host a worker: the one forked ahead, or a new one (video files are bound into
-        a worker's view as it enters it, so an episode with videos gets a new one)."""
-        ahead, self.ahead = self.ahead, None
-        if ahead is not None and videos:
-            self._discard(ahead)
-            ahead = None
+        a worker's view as it enters it, so an episode with videos gets a new one and the one
+        made ahead waits for the next episode)."""
+        ahead = None if videos else self.ahead
         if ahead is not None:
+            self.ahead = None
             try:
                 socket.send_fds(ahead.link, [b"go"], [worker_fd])
             except OSError:  # it died waiting: fork one now
