@@ -566,6 +566,8 @@ def test_shared_image_memory_cannot_be_written_resized_or_unsealed():
             fcntl.fcntl(copy, fcntl.F_ADD_SEALS, 0)
         (mapped,), maps = map_arrays([[2, 4, 3]], [os.dup(fd)])
         assert np.array_equal(mapped, array) and not mapped.flags.writeable
+        del mapped
+        maps[0].close()  # nothing holds the map any more: the worker unmaps the host's pages
         with pytest.raises(ValueError):
             map_arrays([[2, 4, 4]], [os.dup(fd)])  # larger than the memory
     finally:
