@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from pyvision_env.media.images import ImageLike, to_array
+from pyvision_env.media.images import ImageLike, cached_array
 from pyvision_env.media.video import VideoMeta, VideoReader, open_video
 
 
@@ -26,7 +26,8 @@ class EpisodeMedia:
     """What an episode's prompt and sandbox need from its media.
 
     Attributes:
-        images: the input images as fresh RGB `uint8` arrays, in clue order.
+        images: the input images as read-only RGB `uint8` arrays, in clue order (decoded once
+            per image and shared by later episodes: `images.cached_array`).
         videos: metadata of each input video, in clue order.
         frames: frames of the first video shown up front (empty unless asked for).
     """
@@ -50,7 +51,7 @@ def load_media(
         FileNotFoundError / ValueError (`VideoError` included): a file is missing or unreadable;
             the message names it.
     """
-    arrays = tuple(to_array(source) for source in images)
+    arrays = tuple(cached_array(source) for source in images)
     metas: list[VideoMeta] = []
     frames: tuple[Frame, ...] = ()
     for path in videos:

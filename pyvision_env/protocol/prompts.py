@@ -74,7 +74,7 @@ class PromptBuilder:
     def build(self, question: str, media: EpisodeMedia) -> list[dict[str, Any]]:
         """The content parts: frames shown up front (if any), images, then the instruction.
 
-        The image parts hold `media`'s own arrays (the env loads fresh ones every reset).
+        The image parts hold `media`'s own arrays (read-only, shared by episodes of a task).
         """
         prompt_type = self.prompt_type or default_prompt_type(
             has_images=bool(media.images), has_videos=bool(media.videos),

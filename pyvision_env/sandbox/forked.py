@@ -23,7 +23,7 @@ from pyvision_env.sandbox.wire import (
     ChannelCorrupt,
     ChannelTimeout,
     decode_result,
-    pack_arrays,
+    sealed_memory,
 )
 
 _MAX_CONTROL_MESSAGE = 64 * 1024
@@ -60,12 +60,14 @@ class ZygoteClient:
     def alive(self) -> bool:
         return self._control.fileno() >= 0 and self.owner_pid == os.getpid()
 
-    def spawn(self, timeout: float) -> _Worker:
-        """A new worker process; the caller sends it the episode (see `ForkedSandbox`)."""
+    def spawn(self, timeout: float, *, videos: bool = False) -> _Worker:
+        """A new worker process; the caller sends it the episode (see `ForkedSandbox`). `videos`:
+        the episode has video files to bind into the worker's view (no worker forked ahead)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         status_read, status_write = os.pipe()
         try:
-            reply = self._request({"op": "spawn"}, [theirs.fileno(), status_write], timeout)
+            reply = self._request({"op": "spawn", "videos": videos},
+                                  [theirs.fileno(), status_write], timeout)
         except BaseException:
             ours.close()
             os.close(status_read)
@@ -245,19 +247,20 @@ class ForkedSandbox:
         if self._zygote is None or not self._zygote.alive:
             self._zygote = self._acquire_zygote()
         deadline = time.monotonic() + self.config.start_timeout
+        paths, names, blobs = self._video_payload()
         try:
-            worker = self._zygote.spawn(self.config.start_timeout)
+            worker = self._zygote.spawn(self.config.start_timeout, videos=bool(paths))
         except SandboxStartError:
             if self._zygote.alive:
                 raise
             self._zygote = self._acquire_zygote()  # it died: one more try with a fresh zygote
-            worker = self._zygote.spawn(self.config.start_timeout)
+            worker = self._zygote.spawn(self.config.start_timeout, videos=bool(paths))
         try:
-            shapes, image_buffers = pack_arrays(self._images)
-            paths, names, blobs = self._video_payload()
+            worker.channel.send_fds([sealed_memory(image) for image in self._images])
             worker.channel.send(
-                {"op": "init", "config": asdict(self.config), "images": shapes,
-                 "videos": paths, "video_files": names}, [*image_buffers, *blobs], deadline)
+                {"op": "init", "config": asdict(self.config),
+                 "images": [list(image.shape) for image in self._images],
+                 "videos": paths, "video_files": names}, blobs, deadline)
             reply, _ = worker.channel.recv(deadline, _MAX_CONTROL_MESSAGE)
         except (ChannelClosed, ChannelTimeout, ChannelCorrupt) as exc:
             self._kill(worker, self._zygote)
@@ -341,13 +344,27 @@ class ForkedSandbox:
 # ---------------------------------------------------------------------------------------------
 
 def _as_image_array(image: Any, index: int) -> np.ndarray:
-    array = np.array(image, copy=True)
+    """The image as a uint8 array the sandbox keeps for restarts: a read-only array over memory
+    nothing writes to (`media.cached_array`'s, or `np.asarray` of a PIL image) is kept as it is,
+    anything else is copied, so later writes by the caller never reach a restarted worker."""
+    array = image if _immutable(image) else np.array(image, copy=True)
     shaped = array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (1, 3, 4))
     if array.dtype != np.uint8 or not shaped:
         raise ValueError(
             f"images[{index}] must be a uint8 array of shape (H, W), (H, W, 3) or (H, W, 4); "
             f"got dtype {array.dtype} and shape {array.shape}")
     return array[..., 0] if array.ndim == 3 and array.shape[2] == 1 else array
+
+
+def _immutable(image: Any) -> bool:
+    """A read-only array whose memory is a read-only array that owns it, or `bytes`."""
+    while isinstance(image, np.ndarray):
+        if image.flags.writeable:
+            return False
+        if image.base is None:
+            return True
+        image = image.base
+    return isinstance(image, bytes)
 
 
 def _exit_status(worker: _Worker, wait: float) -> str:

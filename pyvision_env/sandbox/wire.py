@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import mmap
+import os
 import re
+import select
 import socket
 import struct
+import threading
 import time
+import weakref
 from typing import Any, Sequence
 
 import numpy as np
@@ -22,6 +28,8 @@ _WORKER_STATUSES = {"ok": CellStatus.OK, "error": CellStatus.ERROR}
 _CHUNK = 64 * 1024
 _TIMEVAL = struct.Struct("@ll")
 _NO_TIMEOUT = _TIMEVAL.pack(0, 0)
+_FDS_PER_MESSAGE = 200  # SCM_RIGHTS takes at most 253 descriptors a message
+_SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
 
 
 class ChannelClosed(ConnectionError):
@@ -104,6 +112,35 @@ class Channel:
             raise ChannelTimeout("the frame could not be sent before the deadline") from None
         except OSError as exc:
             raise ChannelClosed(str(exc)) from exc
+
+    def send_fds(self, fds: Sequence[int]) -> None:
+        """Pass file descriptors, before any frame (the host's first message to a worker)."""
+        chunks = [fds[i:i + _FDS_PER_MESSAGE] for i in range(0, len(fds), _FDS_PER_MESSAGE)]
+        chunks = chunks or [[]]
+        try:
+            for index, chunk in enumerate(chunks):
+                socket.send_fds(self.sock, [b"E" if index == len(chunks) - 1 else b"M"], chunk)
+        except OSError as exc:
+            raise ChannelClosed(str(exc)) from exc
+
+    def recv_fds(self, deadline: float) -> list[int]:
+        """The descriptors `send_fds` passed; nothing may have been received before."""
+        fds: list[int] = []
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+                raise ChannelTimeout("no descriptors before the deadline")
+            try:
+                marker, received, _, _ = socket.recv_fds(self.sock, 1, _FDS_PER_MESSAGE)
+            except OSError as exc:
+                raise ChannelClosed(str(exc)) from exc
+            fds += received
+            if marker == b"E":
+                return fds
+            if marker != b"M":
+                for fd in fds:
+                    os.close(fd)
+                raise ChannelClosed("the connection was closed before the descriptors came")
 
     def recv(self, deadline: float | None = None,
              max_bytes: int | None = None) -> tuple[dict[str, Any], list[bytearray]]:
@@ -191,7 +228,67 @@ def pack_arrays(arrays: Sequence[np.ndarray]) -> tuple[list[list[int]], list[np.
     return [list(array.shape) for array in contiguous], contiguous
 
 
-def unpack_arrays(shapes: Any, buffers: Sequence[bytearray]) -> list[np.ndarray]:
+def sealed_memory(array: np.ndarray) -> int:
+    """A read-only memfd holding `array`'s bytes, made once per array while it is alive.
+
+    The episode's images reach a worker as these descriptors (`Channel.send_fds`), not through
+    the socket: the worker maps them and builds its PIL images straight from the host's pages.
+    Every seal is set (no write, no resize, no new seals), so no worker can change the pixels
+    another episode will map; an array must not change while it is shared (the sandbox keeps
+    read-only or private copies only). The descriptor is closed when the array is collected.
+    """
+    key = id(array)
+    with _sealed_lock:
+        hit = _sealed.get(key)
+        if hit is not None and hit[0]() is array:
+            return hit[1]
+    data = memoryview(np.ascontiguousarray(array)).cast("B")
+    fd = os.memfd_create("pyvision-image", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        os.ftruncate(fd, max(1, len(data)))
+        with mmap.mmap(fd, max(1, len(data))) as mapped:
+            mapped[:len(data)] = data
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
+    except BaseException:
+        os.close(fd)
+        raise
+    with _sealed_lock:
+        _sealed[key] = (weakref.ref(array), fd)
+    weakref.finalize(array, _release_sealed, key, fd)
+    return fd
+
+
+_sealed: dict[int, tuple[Any, int]] = {}
+_sealed_lock = threading.Lock()
+
+
+def _release_sealed(key: int, fd: int) -> None:
+    with _sealed_lock:
+        if _sealed.get(key, (None, None))[1] == fd:
+            del _sealed[key]
+    os.close(fd)
+
+
+def map_arrays(shapes: Any, fds: Sequence[int]) -> tuple[list[np.ndarray], list[mmap.mmap]]:
+    """The worker's side of `sealed_memory`: read-only arrays over the descriptors (closed here),
+    checking every shape against its memory, and the maps (close them when done)."""
+    maps = []
+    try:
+        if not isinstance(shapes, list) or len(shapes) != len(fds):
+            raise ChannelCorrupt("array shapes do not match the descriptors")
+        for shape, fd in zip(shapes, fds):
+            if not (isinstance(shape, list) and all(type(n) is int and n > 0 for n in shape)):
+                raise ChannelCorrupt(f"bad array shape {shape!r}")
+            if os.fstat(fd).st_size < math.prod(shape):
+                raise ChannelCorrupt(f"array shape {shape!r} is larger than its memory")
+            maps.append(mmap.mmap(fd, math.prod(shape), prot=mmap.PROT_READ))
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return unpack_arrays(shapes, [memoryview(mapped) for mapped in maps]), maps
+
+
+def unpack_arrays(shapes: Any, buffers: Sequence[Any]) -> list[np.ndarray]:
     """The inverse of `pack_arrays`, checking every shape against its buffer."""
     if not isinstance(shapes, list) or len(shapes) != len(buffers):
         raise ChannelCorrupt("array shapes do not match the buffers")

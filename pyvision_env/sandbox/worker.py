@@ -39,7 +39,7 @@ from pyvision_env.sandbox.wire import (
     ChannelCorrupt,
     ChannelTimeout,
     encode_result,
-    unpack_arrays,
+    map_arrays,
 )
 
 CELL_FILENAME_PREFIX = "<cell-"
@@ -408,31 +408,44 @@ class Session:
 # ---------------------------------------------------------------------------------------------
 
 def start_worker(fd: int, workdir: str, uid: int, template: view.Template | None,
-                 isolation: list[str]) -> None:
+                 isolation: list[str], *, ahead: bool = False) -> None:
     """The worker's whole life, in a child of the zygote; never returns.
 
     Order matters: detach and receive the episode as root, build the filesystem view (video files
     may be readable by root only; they are opened here, under their neutral names), then confine
-    (see `_confine`), report `ready`, and serve cells.
+    (see `_confine`), report `ready`, and serve cells. A worker forked `ahead` of its episode
+    enters its network namespace and its view (without videos: the zygote never hands one to an
+    episode that has video files) first, then waits on `fd`, its link to the zygote, for the
+    host's socket; it holds nothing of any episode until then.
     """
     try:
         channel = _detach(fd)
-        header, buffers = channel.recv(time.monotonic() + 60.0, _MAX_INIT_BYTES)
+        if ahead:
+            isolation = _enter(template, workdir, {}, isolation)
+            _rehearse()
+            channel = _await_host(channel)
+        deadline = time.monotonic() + 60.0
+        image_fds = channel.recv_fds(deadline)
+        header, buffers = channel.recv(deadline, _MAX_INIT_BYTES)
         config = SandboxConfig(**header["config"])
-        if "network" not in isolation and confine.unshare(confine.CLONE_NEWNET):
-            isolation = [*isolation, "network"]
         try:
-            images = unpack_arrays(header["images"], buffers[:len(header["images"])])
+            images, maps = map_arrays(header["images"], image_fds)
+            if ahead and header["videos"]:
+                raise ValueError("a worker forked ahead has no video files in its view")
             videos = _receive_videos(header, buffers, workdir)
             media = {f"{view.MEDIA_DIR}/video_{index}{_suffix(path)}": path
                      for index, path in enumerate(header["videos"])}
+            if not ahead:
+                isolation = _enter(template, workdir, media, isolation)
             if template is not None:
-                view.enter_view(template, workdir, media, new_proc="pid" in isolation)
-                isolation = [*isolation, "filesystem"]
                 videos = [*media, *videos]
             else:
                 videos = [*header["videos"], *videos]
             session = Session(config, images, videos)
+            del images  # the PIL images hold copies: unmap the host's pages
+            for mapped in maps:
+                mapped.close()
+            Image.core.set_blocks_max(0)  # PIL's default again: `_rehearse`'s block is used
         except Exception as exc:
             channel.send({"op": "failed", "message": f"{type(exc).__name__}: {exc}"})
             os._exit(0)
@@ -441,6 +454,40 @@ def start_worker(fd: int, workdir: str, uid: int, template: view.Template | None
         serve(channel, session)
     finally:
         os._exit(0)
+
+
+def _enter(template: view.Template | None, workdir: str, media: dict[str, str],
+           isolation: list[str]) -> list[str]:
+    """A network namespace of our own (if not in one yet) and the filesystem view (if any)."""
+    if "network" not in isolation and confine.unshare(confine.CLONE_NEWNET):
+        isolation = [*isolation, "network"]
+    if template is not None:
+        view.enter_view(template, workdir, media, new_proc="pid" in isolation)
+        isolation = [*isolation, "filesystem"]
+    return isolation
+
+
+def _rehearse() -> None:
+    """Before the episode (a worker forked ahead): run a throwaway cell and touch one block of
+    PIL's image memory, so the copy-on-write faults of a first cell and the page faults of the
+    episode's first image are taken here rather than on the way to the first result."""
+    Image.core.set_blocks_max(1)  # the freed block stays, faulted in, for the first image
+    Image.new("RGB", (1024, Image.core.get_block_size() // 4096))
+    session = Session(SandboxConfig(), [], [])
+    encode_result(session.run("x = 1"))
+    linecache.cache.clear()
+
+
+def _await_host(link: Channel) -> Channel:
+    """Wait for the zygote to pass the host's socket over `link`; exit if it never does."""
+    try:
+        message, fds, _, _ = socket.recv_fds(link.sock, 16, 1)
+    except OSError:
+        os._exit(0)
+    link.close()
+    if message != b"go" or len(fds) != 1:
+        os._exit(0)
+    return Channel(socket.socket(fileno=fds[0]))
 
 
 def _detach(fd: int) -> Channel:
@@ -466,13 +513,13 @@ def _suffix(path: str) -> str:
 
 
 def _receive_videos(header: dict[str, Any], buffers: list[bytearray], workdir: str) -> list[str]:
-    """Videos sent by value (Docker), written into the working directory under neutral names;
-    files given by path must exist (they are bound into the view)."""
+    """Videos sent by value (Docker, the frame's buffers), written into the working directory
+    under neutral names; files given by path must exist (they are bound into the view)."""
     for path in header["videos"]:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"cannot read video {path!r}: no such file")
     paths = []
-    sent = zip(header["video_files"], buffers[len(header["images"]):])
+    sent = zip(header["video_files"], buffers)
     for index, (name, data) in enumerate(sent):
         path = os.path.join(workdir, f"video_{len(header['videos']) + index}{_suffix(name)}")
         with open(path, "wb") as file:

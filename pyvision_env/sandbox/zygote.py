@@ -50,6 +50,18 @@ class _Episode:
         return self.init is not None
 
 
+@dataclass
+class _Ahead:
+    """A worker forked before its episode: in its namespaces and view, holding no episode data,
+    waiting on `link` for the host's socket (see `Zygote._fork_ahead`)."""
+
+    pid: int
+    uid: int
+    workdir: str
+    init: int | None
+    link: socket.socket
+
+
 def preload() -> list[str]:
     """Import what cells use, so each worker only has to fork. Returns the optional ones found."""
     os.environ.setdefault("MPLBACKEND", "Agg")
@@ -101,9 +113,11 @@ class Zygote:
     PyAV when installed), then serves requests from the host on a Unix seqpacket socket, one
     JSON message each:
 
-    - `{"op": "spawn"}` with two file descriptors attached (the host's socket to the new worker and
-      the write end of a status pipe): makes a private working directory and forks the worker.
-      Replies `{"ok": true, "id": <worker pid>, "workdir": <path>}`.
+    - `{"op": "spawn", "videos": bool}` with two file descriptors attached (the host's socket to
+      the new worker and the write end of a status pipe): hands the host the worker forked ahead
+      (or, when there is none or the episode binds video files into its view, makes a private
+      working directory and forks one). Replies `{"ok": true, "id": <worker pid>, "workdir":
+      <path>}`, then forks the next worker ahead.
     - `{"op": "kill", "id": ...}`: SIGKILLs every process of that episode and replies at once.
 
     When a worker ends, the zygote reaps it, writes its exit status ("exit 7", "signal 11") to the
@@ -113,6 +127,11 @@ class Zygote:
     their subreaper, or init in a container). Its workers and the cleaner die with it
     (`PR_SET_PDEATHSIG`), and when the host's end of the socket closes it kills every episode,
     lets the cleaner finish and exits.
+
+    One worker is kept forked ahead of demand (`_fork_ahead`): it has entered its namespaces and
+    its filesystem view, with an empty working directory of its own, and waits for the host's
+    socket; everything of the episode (media, limits) reaches it only after that, so a worker
+    made ahead holds nothing of any episode, and the next is forked only once it is handed out.
 
     The worker is forked into new PID, network and IPC namespaces where the kernel allows it
     (their init comes from `_InitFactory`); killing the init at the episode's end takes every
@@ -130,6 +149,7 @@ class Zygote:
         self.namespaces = True
         self.cleaner = _Cleaner()
         self.inits = inits
+        self.ahead: _Ahead | None = None
 
     def serve(self) -> None:
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -138,6 +158,7 @@ class Zygote:
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
         self.cleaner.start()
+        self._fork_ahead()
         while True:
             ready = select.select([self.control, wake_read], [], [])[0]
             if self.control in ready:
@@ -149,6 +170,7 @@ class Zygote:
             self._reap()
         for pid in list(self.episodes):
             self._end(pid, kill=True)
+        self._discard_ahead()
         self.cleaner.finish()
         self.inits.stop()
 
@@ -168,11 +190,13 @@ class Zygote:
                     os.close(fd)
             reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         self.control.send(json.dumps(reply).encode())
+        if self.ahead is None:
+            self._fork_ahead()  # after the reply: the host goes on while this one is made
         return True
 
     def _handle(self, message: dict[str, Any], fds: list[int]) -> dict[str, Any]:
         if message["op"] == "spawn":
-            return self._spawn(*fds)
+            return self._spawn(*fds, videos=bool(message.get("videos")))
         if message["op"] == "kill":
             episode = self.episodes.get(int(message["id"]))
             if episode is not None:
@@ -180,8 +204,55 @@ class Zygote:
             return {"ok": True}
         raise ValueError(f"unknown request {message['op']!r}")
 
-    def _spawn(self, worker_fd: int, status_fd: int) -> dict[str, Any]:
-        """Fork a worker into an episode's fresh namespaces (without them where refused)."""
+    def _spawn(self, worker_fd: int, status_fd: int, *, videos: bool) -> dict[str, Any]:
+        """Hand the host a worker: the one forked ahead, or a new one (video files are bound into
+        a worker's view as it enters it, so an episode with videos gets a new one and the one
+        made ahead waits for the next episode)."""
+        ahead = None if videos else self.ahead
+        if ahead is not None:
+            self.ahead = None
+            try:
+                socket.send_fds(ahead.link, [b"go"], [worker_fd])
+            except OSError:  # it died waiting: fork one now
+                self._discard(ahead)
+                ahead = None
+        if ahead is None:
+            pid, workdir, init = self._fork_worker(worker_fd, ahead=False)
+        else:
+            ahead.link.close()
+            pid, workdir, init = ahead.pid, ahead.workdir, ahead.init
+        os.close(worker_fd)
+        self.episodes[pid] = _Episode(pid, self.uid_base + pid, workdir, status_fd, init)
+        return {"ok": True, "id": pid, "workdir": workdir}
+
+    def _fork_ahead(self) -> None:
+        """Fork the next worker before it is asked for; it waits for the host's socket."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            pid, workdir, init = self._fork_worker(theirs.fileno(), ahead=True)
+        except OSError:
+            ours.close()
+            return
+        finally:
+            theirs.close()
+        self.ahead = _Ahead(pid, self.uid_base + pid, workdir, init, ours)
+
+    def _discard(self, ahead: _Ahead) -> None:
+        """End a worker forked ahead (never used, or not usable) and remove its files."""
+        ahead.link.close()
+        _kill(_Episode(ahead.pid, ahead.uid, ahead.workdir, -1, ahead.init))
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(ahead.pid, 0)
+        self.cleaner.clean(ahead.workdir, ahead.uid)
+
+    def _discard_ahead(self) -> None:
+        ahead, self.ahead = self.ahead, None
+        if ahead is not None:
+            self._discard(ahead)
+
+    def _fork_worker(self, worker_fd: int, *, ahead: bool) -> tuple[int, str, int | None]:
+        """Fork a worker into an episode's fresh namespaces (without them where refused), with
+        a new working directory; returns (pid, working directory, host pid of its init)."""
         workdir = tempfile.mkdtemp(prefix="pyvision-episode-", dir=self.tmp_root)
         init = self.inits.new_init() if self.namespaces else None
         self.namespaces = init is not None  # refused once (no privileges): don't try every time
@@ -195,8 +266,7 @@ class Zygote:
                 _setns("/proc/self/ns/pid", confine.CLONE_NEWPID)
         if pid == 0:
             try:
-                os.close(status_fd)
-                self.control.close()
+                self.control.close()  # every other inherited descriptor: `worker._detach`
                 from pyvision_env.sandbox.worker import start_worker
 
                 if init is not None:
@@ -204,12 +274,10 @@ class Zygote:
                     _setns(f"/proc/{init}/ns/ipc", confine.CLONE_NEWIPC)
                 start_worker(worker_fd, workdir, self.uid_base + pid_outside(),
                              self.inits.template if init is not None else None,
-                             ["pid", "network"] if init is not None else [])
+                             ["pid", "network"] if init is not None else [], ahead=ahead)
             finally:
                 os._exit(0)
-        os.close(worker_fd)
-        self.episodes[pid] = _Episode(pid, self.uid_base + pid, workdir, status_fd, init)
-        return {"ok": True, "id": pid, "workdir": workdir}
+        return pid, workdir, init
 
     def _reap(self) -> None:
         """Collect every child that ended: workers (report, clean up) and orphans of episodes."""
@@ -222,6 +290,11 @@ class Zygote:
                 return
             if pid in self.episodes:
                 self._end(pid, status=status)
+            elif self.ahead is not None and pid == self.ahead.pid:  # died waiting: next spawn forks
+                ahead, self.ahead = self.ahead, None
+                ahead.link.close()
+                _kill_rest(_Episode(ahead.pid, ahead.uid, ahead.workdir, -1, ahead.init))
+                self.cleaner.clean(ahead.workdir, ahead.uid)
             elif pid == self.cleaner.pid:
                 self.cleaner.start()  # it died (killed from outside): start another
             elif pid == self.inits.pid:
@@ -245,7 +318,7 @@ class Zygote:
             with contextlib.suppress(OSError):
                 os.write(episode.status_fd, report.encode())
         os.close(episode.status_fd)
-        self.cleaner.clean(episode)
+        self.cleaner.clean(episode.workdir, episode.uid)
 
 
 class _Cleaner:
@@ -274,8 +347,8 @@ class _Cleaner:
                 os._exit(0)
         os.close(read_end)
 
-    def clean(self, episode: _Episode) -> None:
-        request = {"workdir": episode.workdir, "uid": episode.uid}
+    def clean(self, workdir: str, uid: int) -> None:
+        request = {"workdir": workdir, "uid": uid}
         try:
             os.write(self._pipe, json.dumps(request).encode() + b"\n")
         except OSError:  # the cleaner is gone: start another and clean here as a last resort

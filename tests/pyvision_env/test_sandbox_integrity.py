@@ -9,6 +9,7 @@ reason, where no daemon or image is available.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -505,3 +506,69 @@ def _is_zombie(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
     except FileNotFoundError:
         return True
+
+
+# -- workers forked ahead, images shared as sealed memory -----------------------------------------
+
+def test_the_next_episode_gets_nothing_of_this_one_and_its_images_unchanged(backend):
+    """A worker is forked ahead of its episode and the task image is shared with it as sealed
+    memory: what one episode writes, sets or scribbles on its image never reaches the next."""
+    env = _image_env(backend, cell_timeout=20.0)
+    try:
+        observation, _ = env.reset(seed=3)
+        original = np.array(observation["images"][0])
+        obs, info = run(env, """\
+import os, sys
+open("left-behind.txt", "w").write("x")
+sys.modules["builtins"].planted = 1
+image_clue_0.paste((255, 0, 255), (0, 0) + image_clue_0.size)
+print("FDS", sorted(os.listdir("/proc/self/fd")))
+for fd in map(int, os.listdir("/proc/self/fd")):
+    try:
+        print("LINK", fd, os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:
+        pass""")
+        assert _status(info) == "ok", obs["text"]
+        assert "memfd" not in obs["text"], obs["text"]  # the image memory is closed before cells
+        for _ in range(3):  # several episodes, each on a worker forked ahead
+            observation, _ = env.reset(seed=3)
+            obs, info = run(env, """\
+import builtins, hashlib, os
+print("FILES", sorted(os.listdir(".")), hasattr(builtins, "planted"))
+print("PIXELS", hashlib.sha256(np.asarray(image_clue_0).tobytes()).hexdigest())""")
+            assert _status(info) == "ok", obs["text"]
+            assert "FILES [] False" in obs["text"], obs["text"]
+            expected = hashlib.sha256(np.ascontiguousarray(original).tobytes()).hexdigest()
+            assert f"PIXELS {expected}" in obs["text"], obs["text"]
+            assert np.array_equal(observation["images"][0], original)
+    finally:
+        env.close()
+
+
+def test_shared_image_memory_cannot_be_written_resized_or_unsealed():
+    import fcntl
+    import mmap
+
+    from pyvision_env.sandbox.wire import map_arrays, sealed_memory
+
+    array = np.arange(24, dtype=np.uint8).reshape(2, 4, 3)
+    fd = sealed_memory(array)
+    assert sealed_memory(array) == fd  # made once per array
+    copy = os.dup(fd)
+    try:
+        with pytest.raises(PermissionError):
+            os.write(copy, b"x")
+        with pytest.raises(PermissionError):
+            os.ftruncate(copy, 1)
+        with pytest.raises(PermissionError):
+            mmap.mmap(copy, 24)  # a shared writable map
+        with pytest.raises(PermissionError):
+            fcntl.fcntl(copy, fcntl.F_ADD_SEALS, 0)
+        (mapped,), maps = map_arrays([[2, 4, 3]], [os.dup(fd)])
+        assert np.array_equal(mapped, array) and not mapped.flags.writeable
+        del mapped
+        maps[0].close()  # nothing holds the map any more: the worker unmaps the host's pages
+        with pytest.raises(ValueError):
+            map_arrays([[2, 4, 4]], [os.dup(fd)])  # larger than the memory
+    finally:
+        os.close(copy)
