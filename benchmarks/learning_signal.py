@@ -73,7 +73,6 @@ def build_model(folder: Path, corpus: Sequence[str], vocab_size: int, hidden: in
         Qwen2VLImageProcessor,
         Qwen2VLVideoProcessor,
     )
-
     from trl.chat_template_utils import qwen2_5_vl_chat_template
 
     bpe = Tokenizer(models.BPE())
@@ -137,13 +136,19 @@ def evaluate(model_dir: Path, seeds: Sequence[int], env_kwargs: dict[str, Any], 
     """Play one greedy episode per seed with the checkpoint at `model_dir` (the trainer's episode runner)."""
     import gymnasium as gym
     import torch
+    from pyvision_train.rollout import (
+        ChatCodec,
+        EpisodeRunner,
+        EpisodeStart,
+        TurnOutput,
+    )
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     import pyvision_env  # noqa: F401
-    from pyvision_train.rollout import ChatCodec, EpisodeRunner, EpisodeStart, TurnOutput
 
-    processor = AutoProcessor.from_pretrained(str(model_dir), padding_side="left")
-    model = AutoModelForImageTextToText.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    processor = AutoProcessor.from_pretrained(str(model_dir), padding_side="left", local_files_only=True)
+    model = AutoModelForImageTextToText.from_pretrained(str(model_dir), dtype=torch.float32,
+                                                        local_files_only=True).eval()
     codec = ChatCodec(processor, "tags")
     tokenizer = codec.tokenizer
     eos = tokenizer.eos_token_id
@@ -278,7 +283,6 @@ def grpo_config(args: argparse.Namespace, start: Path, run_dir: Path, name: str,
 def run_grpo(args: argparse.Namespace, start: Path, work: Path, name: str, seed: int,
              start_eval: EvalResult) -> dict[str, Any]:
     import yaml
-
     from pyvision_train.config import from_dict
     from pyvision_train.run import train
 
@@ -333,8 +337,8 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
 
 
 def table(runs: list[dict[str, Any]]) -> str:
-    lines = [f"{'config':<15}{'seed':>5}{'acc@0':>8}{'acc@end':>9}{'delta':>8}{'cells@0':>9}{'cells@end':>10}"
-             f"{'0tool@0':>9}{'0tool@end':>10}{'train_s':>9}"]
+    lines = [(f"{'config':<15}{'seed':>5}{'acc@0':>8}{'acc@end':>9}{'delta':>8}{'cells@0':>9}{'cells@end':>10}"
+              f"{'0tool@0':>9}{'0tool@end':>10}{'train_s':>9}")]
     for run in runs:
         first, last = run["curve"][0], run["curve"][-1]
         lines.append(f"{run['config']:<15}{run['seed']:>5}{first['accuracy']:>8.3f}{last['accuracy']:>9.3f}"
@@ -388,25 +392,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         cache.write_text(json.dumps(asdict(start_eval)) + "\n")
     print(f"SFT start {start.name}: held-out protocol {start_eval.protocol:.3f} accuracy {start_eval.accuracy:.3f}",
           flush=True)
-    results_path = args.out / "learning_signal.json"
     command = "python benchmarks/learning_signal.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    commands: list[str] = []
-    runs = []  # runs of earlier invocations on the same SFT start are kept, unless run again now
-    if results_path.exists():
-        earlier = json.loads(results_path.read_text())
-        if earlier["sft"]["start"] == str(start):
-            runs, commands = earlier["runs"], earlier["commands"]
+    sft = {**info, "start": str(start), "held_out": asdict(start_eval)}
     for name in args.configs:
         for seed in args.seeds:
-            runs = [r for r in runs if (r["config"], r["seed"]) != (name, seed)]
-            runs.append(run_grpo(args, start, args.work, name, seed, start_eval))
-            runs.sort(key=lambda r: (CONFIGS.index(r["config"]), r["seed"]))
-            report = {"commands": commands + [command],
-                      "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-                      "sft": {**info, "start": str(start), "held_out": asdict(start_eval)}, "runs": runs}
-            results_path.write_text(json.dumps(report, indent=1) + "\n")
-            plot(runs, args.out / "learning_signal.png")
+            run = run_grpo(args, start, args.work, name, seed, start_eval)
+            runs = save(args.out, sft, command, run)
             print(table(runs), flush=True)
+    return 0
+
+
+def save(out: Path, sft: dict[str, Any], command: str, run: dict[str, Any]) -> list[dict[str, Any]]:
+    """Add `run` to `<out>/learning_signal.json` (runs of other invocations on the same SFT start are
+    kept, so configurations can run in separate processes), redraw the PNG, return every run."""
+    path = out / "learning_signal.json"
+    report = {"commands": [], "sft": sft, "runs": []}
+    if path.exists():
+        earlier = json.loads(path.read_text())
+        if earlier["sft"]["start"] == sft["start"]:
+            report = {**earlier, "sft": {**earlier["sft"], **sft}}
+    report["runs"] = [r for r in report["runs"] if (r["config"], r["seed"]) != (run["config"], run["seed"])] + [run]
+    report["runs"].sort(key=lambda r: (CONFIGS.index(r["config"]), r["seed"]))
+    if command not in report["commands"]:
+        report["commands"].append(command)
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    plot(report["runs"], out / "learning_signal.png")
+    return report["runs"]
+
+
     return 0
 
 
