@@ -210,18 +210,21 @@ def prepare(args: argparse.Namespace, work: Path) -> tuple[Path, dict[str, Any]]
     if not data.exists():
         tic = time.perf_counter()
         stats = export_sft(ENV_ID, data, episodes=args.export_episodes, seed=TRAIN_SEED, env_kwargs=env_kwargs(args))
-        info["export"] = {"rows": stats.written, "episodes": stats.episodes, "seconds": time.perf_counter() - tic}
+        info["export_seconds"] = time.perf_counter() - tic
         print(f"export: {stats.written} rows of {stats.episodes} episodes", flush=True)
     base = work / "base"
     if not (base / "config.json").exists():
         build_model(base, export_corpus(data), args.vocab_size, args.hidden, args.layers)
+    info["export"] = json.loads((data / "export.json").read_text())
     sft_dir = work / "sft"
+    trained_before = (sft_dir / "sft.json").exists()
     tic = time.perf_counter()
     train_sft(base, data, sft_dir, max_steps=args.sft_steps, learning_rate=args.sft_lr, batch_size=args.sft_batch,
               freeze_vision_tower=True, seed=0,
               trainer_args={"save_strategy": "steps", "save_steps": args.sft_probe_every, "save_only_model": True,
                             "lr_scheduler_type": "constant", "warmup_steps": 0})
-    info["sft_seconds"] = time.perf_counter() - tic
+    if not trained_before:
+        info["sft_seconds"] = time.perf_counter() - tic
     info["sft_losses"] = json.loads((sft_dir / "sft.json").read_text())["losses"]
     probes = probe_sft(args, sft_dir)
     if not probes:
@@ -373,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--train-prompts", type=int, default=512)
     parser.add_argument("--group", type=int, default=4, help="GRPO group size (num_generations)")
     parser.add_argument("--groups-per-step", type=int, default=2)
-    parser.add_argument("--lr", type=float, default=1e-3, help="GRPO learning rate")
+    parser.add_argument("--lr", type=float, default=1e-4, help="GRPO learning rate (1e-3 destroyed the SFT policy within 10 steps)")
     parser.add_argument("--eval-every", type=int, default=10)
     parser.add_argument("--eval-episodes", type=int, default=64)
     args = parser.parse_args(argv)
