@@ -317,25 +317,35 @@ def run_grpo(args: argparse.Namespace, start: Path, work: Path, name: str, seed:
 
 
 def plot(runs: list[dict[str, Any]], path: Path) -> None:
+    """Held-out curves (accuracy, code cells, zero-tool share) and the training correct share."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     colours = {"main": "tab:blue", "no_tool_reward": "tab:orange", "no_filter": "tab:green"}
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    styles = {"main": "-", "no_tool_reward": "--", "no_filter": ":"}
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4))
     for run in runs:
+        style = {"color": colours.get(run["config"]), "linestyle": styles.get(run["config"]), "alpha": 0.8,
+                 "label": f"{run['config']} s{run['seed']}"}
         steps = [p["step"] for p in run["curve"]]
         for ax, key in zip(axes, ("accuracy", "code_cells", "zero_tool_share")):
-            ax.plot(steps, [p[key] for p in run["curve"]], marker="o", color=colours.get(run["config"]),
-                    label=f"{run['config']} s{run['seed']}", alpha=0.8)
-    for ax, title in zip(axes, ("held-out accuracy (greedy)", "code cells / episode", "zero-tool share")):
-        ax.set_title(title)
+            ax.plot(steps, [p[key] for p in run["curve"]], marker="o", **style)
+        shares = [m.get("pyvision/correct/share", 0.0) for m in run["train_metrics"] if "pyvision/correct/share" in m]
+        window = 5
+        smooth = [sum(shares[max(0, i - window + 1): i + 1]) / len(shares[max(0, i - window + 1): i + 1])
+                  for i in range(len(shares))]
+        axes[3].plot(range(1, len(smooth) + 1), smooth, **style)
+    titles = ("held-out accuracy (greedy)", "code cells / episode (held-out)", "zero-tool share (held-out)",
+              "training correct share (sampled, 5-step mean)")
+    for ax, title in zip(axes, titles):
+        ax.set_title(title, fontsize=10)
         ax.set_xlabel("GRPO step (0 = SFT start)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
@@ -379,7 +389,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-4, help="GRPO learning rate (1e-3 destroyed the SFT policy within 10 steps)")
     parser.add_argument("--eval-every", type=int, default=10)
     parser.add_argument("--eval-episodes", type=int, default=64)
+    parser.add_argument("--replot", action="store_true", help="redraw the PNG and table from the JSON in --out")
     args = parser.parse_args(argv)
+    if args.replot:
+        runs = json.loads((args.out / "learning_signal.json").read_text())["runs"]
+        plot(runs, args.out / "learning_signal.png")
+        print(table(runs))
+        return 0
 
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
