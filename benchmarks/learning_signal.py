@@ -2,7 +2,7 @@
 
 Offline and CPU only. A tiny Qwen2.5-VL is built from a config with a byte-level BPE trained on the
 spot on the SFT export's text (pre-tokenized by lines, so a code line the solver always writes is one
-token: a 70-line code cell is ~80 tokens, which a tiny model can write and a CPU can generate).
+token: a 70-line code cell is ~70 tokens, which a tiny model can write and a CPU can generate).
 
 1. `export_sft` writes the built-in `solver`'s correct episodes of the chosen families (easy).
 2. `train_sft` trains the tiny model on them, saving checkpoints; each is played greedily on probe
@@ -19,7 +19,7 @@ Configurations (same SFT start): `main` (tool reward 0.1, oversampling 2x, filte
 `no_tool_reward` (env reward = accuracy only), `no_filter` (FilterConfig all off: no oversampling,
 every policy end reason kept, tied groups kept, no ranking).
 
-    python benchmarks/learning_signal.py --seeds 0 1 2 --steps 40 --configs main no_tool_reward no_filter
+    python benchmarks/learning_signal.py --seeds 0 1 2 --steps 30 --configs main no_tool_reward no_filter
 
 Writes `<out>/learning_signal.json` and `<out>/learning_signal.png`, prints a table. Runs go to
 `--work` (model, export, SFT and GRPO folders; reused when present).
