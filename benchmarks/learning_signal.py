@@ -63,57 +63,13 @@ class EvalResult:
 def build_model(folder: Path, corpus: Sequence[str], vocab_size: int, hidden: int, layers: int) -> Path:
     """A random tiny Qwen2.5-VL whose BPE is trained on `corpus`, pre-tokenized by lines, with
     Qwen2.5-VL's own chat template (so SFT gets TRL's training variant of it, as the real model would)."""
-    import torch
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import (
-        PreTrainedTokenizerFast,
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLForConditionalGeneration,
-        Qwen2_5_VLProcessor,
-        Qwen2VLImageProcessor,
-        Qwen2VLVideoProcessor,
-    )
     from trl.chat_template_utils import qwen2_5_vl_chat_template
 
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(r"[^\n]*\n|[^\n]+"), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, min_frequency=2,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    bpe.train_from_iterator(corpus, trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    pixels = {"min_pixels": 28 * 28, "max_pixels": 28 * 28 * 16}
-    processor = Qwen2_5_VLProcessor(image_processor=Qwen2VLImageProcessor(**pixels),
-                                    video_processor=Qwen2VLVideoProcessor(**pixels),
-                                    tokenizer=tokenizer, chat_template=qwen2_5_vl_chat_template)
-    token = tokenizer.convert_tokens_to_ids
-    heads = 4
-    half = hidden // heads // 2
-    config = Qwen2_5_VLConfig(
-        text_config={
-            "vocab_size": len(tokenizer), "hidden_size": hidden, "intermediate_size": 2 * hidden,
-            "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": heads // 2,
-            "max_position_embeddings": 8192,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
-                                "mrope_section": [half - 2 * (half // 3), half // 3, half // 3]},
-            "bos_token_id": None, "eos_token_id": token("<|im_end|>"), "pad_token_id": tokenizer.pad_token_id,
-        },
-        vision_config={"depth": 1, "hidden_size": 16, "intermediate_size": 32, "num_heads": 2,
-                       "out_hidden_size": hidden, "fullatt_block_indexes": [0], "window_size": 56},
-        image_token_id=token("<|image_pad|>"), video_token_id=token("<|video_pad|>"),
-        vision_start_token_id=token("<|vision_start|>"), vision_end_token_id=token("<|vision_end|>"),
-    )
-    generator = torch.random.get_rng_state()
-    torch.manual_seed(0)
-    model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    torch.random.set_rng_state(generator)
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+    from pyvision_train.tiny_model import build_tiny_qwen
+
+    return build_tiny_qwen(folder, corpus=corpus, vocab_size=vocab_size, min_frequency=2, by_lines=True,
+                           hidden=hidden, layers=layers, heads=4, vision_depth=1,
+                           chat_template=qwen2_5_vl_chat_template)
 
 
 def export_corpus(dataset_dir: Path) -> list[str]:

@@ -6,6 +6,7 @@ For tests and the CPU smoke run (`pyvision-train tiny-model OUT`); nothing is do
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
                   "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
@@ -41,10 +42,29 @@ _CORPUS = [
 ]
 
 
-def build_tiny_qwen(folder: Path) -> Path:
-    """Save a ~70k-parameter random Qwen2.5-VL with its processor into `folder`; return it."""
+def build_tiny_qwen(
+    folder: Path,
+    *,
+    corpus: Sequence[str] | None = None,
+    vocab_size: int = 600,
+    min_frequency: int = 0,
+    by_lines: bool = False,
+    hidden: int = 32,
+    layers: int = 2,
+    heads: int = 2,
+    vision_depth: int = 2,
+    chat_template: str = CHAT_TEMPLATE,
+) -> Path:
+    """Save a random tiny Qwen2.5-VL (~70k parameters by default) with its processor into
+    `folder`; return it.
+
+    The byte-level BPE is trained on the spot on `corpus` (default: a few protocol lines), with
+    the Qwen special tokens; `by_lines` pre-tokenizes by whole lines, so a line seen often in the
+    corpus can become one token (a long code cell a few dozen tokens). The weights come from a
+    fixed seed: the same arguments give the same model.
+    """
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import (
         PreTrainedTokenizerFast,
         Qwen2_5_VLConfig,
@@ -55,11 +75,18 @@ def build_tiny_qwen(folder: Path) -> Path:
     )
 
     bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if by_lines:
+        bpe.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(r"[^\n]*\n|[^\n]+"), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ])
+    else:
+        bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=SPECIAL_TOKENS,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
+                                  min_frequency=min_frequency, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    bpe.train_from_iterator(_CORPUS * 20, trainer)
+    bpe.train_from_iterator(_CORPUS * 20 if corpus is None else corpus, trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>",
                                         pad_token="<|endoftext|>")
     pixels = {"min_pixels": 28 * 28, "max_pixels": 28 * 28 * 16}
@@ -67,20 +94,24 @@ def build_tiny_qwen(folder: Path) -> Path:
         image_processor=Qwen2VLImageProcessor(**pixels),
         video_processor=Qwen2VLVideoProcessor(**pixels),
         tokenizer=tokenizer,
-        chat_template=CHAT_TEMPLATE,
+        chat_template=chat_template,
     )
     token = tokenizer.convert_tokens_to_ids
+    half = hidden // heads // 2  # the rotary sections cover half the head size
+    third = (half + 1) // 3
     config = Qwen2_5_VLConfig(
         text_config={
-            "vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64,
-            "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
-            "max_position_embeddings": 8192,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+            "vocab_size": len(tokenizer), "hidden_size": hidden, "intermediate_size": 2 * hidden,
+            "num_hidden_layers": layers, "num_attention_heads": heads,
+            "num_key_value_heads": max(1, heads // 2), "max_position_embeddings": 8192,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
+                                "mrope_section": [half - 2 * third, third, third]},
             "bos_token_id": None, "eos_token_id": token("<|im_end|>"),
             "pad_token_id": tokenizer.pad_token_id,
         },
-        vision_config={"depth": 2, "hidden_size": 16, "intermediate_size": 32, "num_heads": 2,
-                       "out_hidden_size": 32, "fullatt_block_indexes": [1], "window_size": 56},
+        vision_config={"depth": vision_depth, "hidden_size": 16, "intermediate_size": 32,
+                       "num_heads": 2, "out_hidden_size": hidden,
+                       "fullatt_block_indexes": [vision_depth - 1], "window_size": 56},
         image_token_id=token("<|image_pad|>"),
         video_token_id=token("<|video_pad|>"),
         vision_start_token_id=token("<|vision_start|>"),
