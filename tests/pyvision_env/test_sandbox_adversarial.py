@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from pyvision_env.sandbox import CellStatus, SandboxConfig, backend_unavailable, make_sandbox
+from pyvision_env.sandbox import CellStatus, SandboxConfig, make_sandbox
 
 CONFIG = SandboxConfig(cell_timeout=3.0, memory_bytes=1024 * 1024 * 1024, max_processes=32,
                        max_file_bytes=8 * 1024 * 1024, cpu_seconds=20)
@@ -100,14 +100,6 @@ HOSTILE = [
     ("new-network-namespace", "import ctypes\nassert ctypes.CDLL(None).unshare(0x40000000) != 0",
      {CellStatus.OK}),
 ]
-
-
-@pytest.fixture(params=["local", pytest.param("docker", marks=pytest.mark.docker)])
-def backend(request):
-    reason = backend_unavailable(request.param)
-    if reason:
-        pytest.skip(f"{request.param} backend unavailable: {reason}")
-    return request.param
 
 
 def _uid_processes(uid: int) -> list[int]:

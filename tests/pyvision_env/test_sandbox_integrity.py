@@ -24,18 +24,10 @@ import pytest
 from PIL import Image
 
 import pyvision_env  # noqa: F401  (registers the env ids)
-from pyvision_env.sandbox import CellStatus, backend_unavailable
+from pyvision_env.sandbox import CellStatus
 from pyvision_env.sandbox.zygote import PACKAGE_ROOT
 
 MARKER = "pyvision-integrity-secret-answer"
-
-
-@pytest.fixture(params=["local", pytest.param("docker", marks=pytest.mark.docker)])
-def backend(request):
-    reason = backend_unavailable(request.param)
-    if reason:
-        pytest.skip(f"{request.param} backend unavailable: {reason}")
-    return request.param
 
 
 @pytest.fixture
