@@ -115,16 +115,12 @@ def test_unreadable_video_fails_start_clearly(Box, tmp_path):
 
 
 def test_video_becomes_a_video_clue_global(Box, tmp_path):
-    av = pytest.importorskip("av")
+    pytest.importorskip("av")
     pytest.importorskip("pyvision_env.media.video")
-    path = tmp_path / "clip.mp4"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
-        for value in range(0, 240, 30):
-            frame = np.full((32, 32, 3), value, np.uint8)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
+    from pyvision_env.media.encode import write_video
+
+    path = write_video(tmp_path / "clip.mp4",
+                       [np.full((32, 32, 3), value, np.uint8) for value in range(0, 240, 30)], fps=10)
     with Box() as box:
         box.start(videos=[path])
         result = box.run("print(len(video_clue_0), video_clue_0[0].asnumpy().shape)")

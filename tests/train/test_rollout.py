@@ -234,19 +234,14 @@ def test_special_tokens_printed_by_code_stay_text(codec, tools_codec, letter_tas
 
 def test_video_frames_read_by_code_become_completion_images(codec, tmp_path):
     """PyVision-Video style: no frames up front; a frame the code shows joins the token sequence."""
-    av = pytest.importorskip("av")
+    pytest.importorskip("av")
     import numpy as np
 
+    from pyvision_env.media.encode import write_video
     from pyvision_env.tasks.task import Task
 
-    path = tmp_path / "clip.mp4"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
-        for value in range(0, 240, 30):
-            frame = np.full((32, 32, 3), value, np.uint8)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
+    path = write_video(tmp_path / "clip.mp4",
+                       [np.full((32, 32, 3), value, np.uint8) for value in range(0, 240, 30)], fps=10)
     task = Task(id="v0", question="Brightest frame? (A) last (B) first", answer="A",
                 answer_type="choice", choices=("last", "first"), videos=(path,))
     show = code_turn("plt.imshow(video_clue_0[7].asnumpy())\nplt.show()")
