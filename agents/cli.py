@@ -139,6 +139,22 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def _add_episode_options(parser: argparse.ArgumentParser) -> None:
+    """The options of commands that play episodes: seeds, envs side by side, the env's tasks and
+    options (read back by `_env_kwargs`), and model-agent options."""
+    parser.add_argument("--seed", type=int, default=0, help="seed of episode 0; episode i uses seed+i")
+    parser.add_argument("--num-envs", type=int, default=1,
+                        help="envs run side by side (one batched model call per turn)")
+    parser.add_argument("--difficulty", choices=("easy", "medium", "hard"), default=None,
+                        help="built-in task difficulty (default: the env's own)")
+    parser.add_argument("--data-path", default=None, help="a PyVision data file instead of built-ins")
+    parser.add_argument("--env-opt", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                        help="an env keyword argument, e.g. max_turns=10 or on_error=terminate (repeatable)")
+    parser.add_argument("--agent-opt", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                        help="a model-agent option, e.g. protocol=tools, temperature=0.7, "
+                             "max_concurrency=32, device=cpu (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyvision-env", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -159,21 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="runs/bench", help="output folder (resumable)")
     bench.add_argument("--overwrite", action="store_true",
                        help="delete the run already in --out (records, images, reports) and start anew")
-    bench.add_argument("--seed", type=int, default=0, help="seed of episode 0; episode i uses seed+i")
-    bench.add_argument("--num-envs", type=int, default=1,
-                       help="envs run side by side (one batched model call per turn)")
+    _add_episode_options(bench)
     bench.add_argument("--num-env-workers", type=int, default=0,
                        help="host the envs in this many Ray actors (0: in this process)")
     bench.add_argument("--ray-address", default=None,
                        help="the Ray cluster for --num-env-workers (default: a local instance)")
-    bench.add_argument("--difficulty", choices=("easy", "medium", "hard"), default=None,
-                       help="built-in task difficulty (default: the env's own)")
-    bench.add_argument("--data-path", default=None, help="a PyVision data file instead of built-ins")
-    bench.add_argument("--env-opt", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
-                       help="an env keyword argument, e.g. max_turns=10 or chat_form=inline (repeatable)")
-    bench.add_argument("--agent-opt", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
-                       help="a model-agent option, e.g. protocol=tools, temperature=0.7, "
-                            "max_concurrency=32, device=cpu (repeatable)")
     bench.add_argument("--base-url", default=None, help="openai agents: the server's /v1 URL")
     bench.add_argument("--api-key", default=None, help="openai agents: the API key")
     bench.add_argument("--no-progress", action="store_true", help="no progress bar (the bar needs tqdm)")
@@ -195,15 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="solver, no-tool, openai:MODEL, transformers:PATH, vllm:PATH")
     sft.add_argument("--episodes", type=int, default=100, help="episodes to run")
     sft.add_argument("--out", required=True, help="dataset folder to write (datasets.load_from_disk reads it)")
-    sft.add_argument("--seed", type=int, default=0, help="seed of episode 0; episode i uses seed+i")
-    sft.add_argument("--num-envs", type=int, default=1, help="envs run side by side")
-    sft.add_argument("--difficulty", choices=("easy", "medium", "hard"), default=None,
-                     help="built-in task difficulty")
-    sft.add_argument("--data-path", default=None, help="a PyVision data file instead of built-ins")
-    sft.add_argument("--env-opt", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
-                     help="an env keyword argument, e.g. max_turns=10 (repeatable)")
-    sft.add_argument("--agent-opt", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
-                     help="a model-agent option, e.g. base_url=..., temperature=0.7 (repeatable)")
+    _add_episode_options(sft)
     sft.add_argument("--all-episodes", action="store_true",
                      help="keep incorrect episodes too (infrastructure failures are always dropped)")
     sft.add_argument("--observation-role", default="observation",
