@@ -130,6 +130,10 @@ class Judge:
 
         A reply without a clear verdict grades the answer wrong (the answer itself may have
         caused it); an unreachable or failing endpoint is a `judge_error`, never a wrong answer.
+        A failure is the endpoint's only when a control request that holds none of the policy's
+        text (the reference graded against itself) fails too: an answer that makes the judge
+        fail on it alone (a content filter's HTTP 400, a reply the server cannot produce) is
+        graded wrong, so a policy cannot turn its wrong answers into dropped episodes.
         """
         if len(predicted) > self.config.max_answer_chars:
             return Grade(0.0, False, predicted, f"answer over {self.config.max_answer_chars} chars: not judged")
@@ -139,7 +143,11 @@ class Judge:
             try:
                 reply = self._ask(judge_prompt(task.question, task.answer, predicted))
             except JudgeError as error:
-                return Grade(0.0, False, predicted, "judge failed", judge_error=str(error))
+                try:
+                    self._ask(judge_prompt(task.question, task.answer, task.answer), retries=0)
+                except JudgeError:
+                    return Grade(0.0, False, predicted, "judge failed", judge_error=str(error))
+                return Grade(0.0, False, predicted, f"the judge failed on this answer only: {error}")
             correct = parse_verdict(reply)
             if correct is None:
                 return Grade(0.0, False, predicted, f"judge gave no verdict: {reply[:80]!r}")
@@ -187,9 +195,11 @@ class Judge:
 
     # ------------------------------------------------------------------ HTTP
 
-    def _ask(self, messages: list[dict[str, str]]) -> str:
-        """The judge's reply text, retrying transient failures; raises JudgeError."""
+    def _ask(self, messages: list[dict[str, str]], retries: int | None = None) -> str:
+        """The judge's reply text, retrying transient failures (`config.retries` times unless
+        `retries` is given); raises JudgeError."""
         config = self.config
+        retries = config.retries if retries is None else retries
         body = json.dumps({"model": config.model, "messages": messages, "temperature": 0.0,
                            "max_tokens": config.max_tokens}).encode()
         headers = {"Content-Type": "application/json"}
@@ -198,7 +208,7 @@ class Judge:
             headers["Authorization"] = f"Bearer {api_key}"
         url = config.base_url.rstrip("/") + "/chat/completions"
         problem = ""
-        for attempt in range(config.retries + 1):
+        for attempt in range(retries + 1):
             if attempt:
                 time.sleep(min(0.5 * 2 ** (attempt - 1), 8.0))
             request = urllib.request.Request(url, data=body, headers=headers, method="POST")

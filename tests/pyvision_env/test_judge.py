@@ -45,8 +45,9 @@ def naive_verdict(user_text: str) -> str:
 
 
 class FakeJudge:
-    """`/v1/chat/completions` answering with `naive_verdict`, or as `script(n)` says: (status, reply
-    text or None, delay); status 0 sends a reply cut off in the middle."""
+    """`/v1/chat/completions` answering with `naive_verdict`, or as `script(n, candidate)` says for
+    the n-th request (1-based) grading `candidate`: (status, reply text or None, delay); status 0
+    sends a reply cut off in the middle."""
 
     def __init__(self, script=None):
         self.requests: list[dict] = []
@@ -59,10 +60,13 @@ class FakeJudge:
                 with fake.lock:
                     fake.requests.append(body)
                     n = len(fake.requests)
-                status, text, delay = script(n) if script else (200, None, 0.0)
+                user_text = body["messages"][-1]["content"]
+                quoted = _BLOCK.search(user_text)
+                candidate = html.unescape(quoted.group(1)) if quoted else ""
+                status, text, delay = script(n, candidate) if script else (200, None, 0.0)
                 time.sleep(delay)
                 if text is None:
-                    text = naive_verdict(body["messages"][-1]["content"])
+                    text = naive_verdict(user_text)
                 data = json.dumps({"id": "j", "object": "chat.completion", "created": 0, "model": body["model"],
                                    "choices": [{"index": 0, "finish_reason": "stop",
                                                 "message": {"role": "assistant", "content": text}}]}).encode()
@@ -195,7 +199,7 @@ def test_parse_verdict(reply, expected):
 def test_a_reply_without_a_verdict_is_a_wrong_answer_not_a_failure():
     """The answer may have provoked it: counting it as a judge failure would let a policy escape its
     penalty by confusing the judge."""
-    server = FakeJudge(lambda n: (200, "As an AI I would rather not say.", 0.0))
+    server = FakeJudge(lambda n, candidate: (200, "As an AI I would rather not say.", 0.0))
     try:
         verdict = grade_answer(text_task(), "car", server.config())
     finally:
@@ -244,22 +248,22 @@ def test_disk_cache_survives_a_new_judge(fake, tmp_path):
 
 
 def test_failures_are_not_cached(tmp_path):
-    replies = iter([(503, "", 0.0), (200, None, 0.0)])
-    server = FakeJudge(lambda n: next(replies))
+    replies = iter([(503, "", 0.0), (503, "", 0.0), (200, None, 0.0)])  # the answer, the control, the answer
+    server = FakeJudge(lambda n, candidate: next(replies))
     try:
         judge = Judge(server.config(cache_dir=tmp_path))
         assert judge.judge(text_task(), "car").judge_error is not None
         assert judge.judge(text_task(), "car").correct
     finally:
         server.close()
-    assert list(tmp_path.glob("*.json")) and len(server.requests) == 2
+    assert list(tmp_path.glob("*.json")) and len(server.requests) == 3
 
 
 # ---------------------------------------------------------------------- timeouts, retries, a dead judge
 
 
 def test_transient_errors_are_retried():
-    server = FakeJudge(lambda n: (503, "", 0.0) if n < 3 else (200, None, 0.0))
+    server = FakeJudge(lambda n, candidate: (503, "", 0.0) if n < 3 else (200, None, 0.0))
     try:
         verdict = Judge(server.config(retries=2)).judge(text_task(), "car")
     finally:
@@ -268,25 +272,26 @@ def test_transient_errors_are_retried():
 
 
 def test_a_reply_cut_off_mid_body_is_a_judge_failure():
-    server = FakeJudge(lambda n: (0, "CORRECT", 0.0))
+    server = FakeJudge(lambda n, candidate: (0, "CORRECT", 0.0))
     try:
         verdict = Judge(server.config(retries=1)).judge(text_task(), "car")
     finally:
         server.close()
-    assert verdict.judge_error and "IncompleteRead" in verdict.judge_error and len(server.requests) == 2
+    assert verdict.judge_error and "IncompleteRead" in verdict.judge_error
+    assert len(server.requests) == 3  # two attempts, then one control request
 
 
 def test_a_bad_key_is_not_retried():
-    server = FakeJudge(lambda n: (401, "", 0.0))
+    server = FakeJudge(lambda n, candidate: (401, "", 0.0))
     try:
         verdict = Judge(server.config(retries=3)).judge(text_task(), "car")
     finally:
         server.close()
-    assert "HTTP 401" in verdict.judge_error and len(server.requests) == 1
+    assert "HTTP 401" in verdict.judge_error and len(server.requests) == 2  # one attempt, one control
 
 
 def test_a_slow_judge_times_out_after_its_retries():
-    server = FakeJudge(lambda n: (200, "CORRECT", 2.0))
+    server = FakeJudge(lambda n, candidate: (200, "CORRECT", 3.0))
     try:
         started = time.monotonic()
         verdict = Judge(server.config(timeout=0.3, retries=1)).judge(text_task(), "car")
@@ -294,7 +299,7 @@ def test_a_slow_judge_times_out_after_its_retries():
     finally:
         server.close()
     assert verdict.judge_error and not verdict.correct and verdict.score == 0.0
-    assert len(server.requests) == 2 and elapsed < 1.9
+    assert len(server.requests) == 3 and elapsed < 2.5  # 3 timeouts of 0.3 s and a 0.5 s back-off, not 3 s
 
 
 def test_a_dead_judge_ends_the_episode_as_a_judge_failure_not_a_wrong_answer():
@@ -312,6 +317,23 @@ def test_a_dead_judge_ends_the_episode_as_a_judge_failure_not_a_wrong_answer():
         assert reward == 1.0
     finally:
         env.close()
+
+
+def test_an_answer_that_makes_the_judge_fail_is_wrong_not_a_judge_failure():
+    """A content filter refuses some texts with HTTP 400: a policy that learned to write them would
+    turn its wrong answers into JUDGE_FAILURE episodes, which trainers drop. The control request
+    (the reference against itself) goes through, so the failure is the answer's."""
+    server = FakeJudge(lambda n, candidate: (400, "", 0.0) if "forbidden" in candidate else (200, None, 0.0))
+    env = pyvision_env.PyVisionEnv(tasks=[text_task()], cell_timeout=5, reward=RewardConfig(judge=server.config()))
+    try:
+        env.reset(seed=0)
+        _, reward, terminated, truncated, info = env.step(answer_turn("a forbidden word, then: car"))
+    finally:
+        env.close()
+        server.close()
+    assert (reward, terminated, truncated, info[keys.CORRECT]) == (0.0, True, False, False)
+    assert info[keys.END_REASON] == EndReason.DONE.value and info[keys.JUDGE_ERROR] is None
+    assert [request["messages"][-1]["content"].count("forbidden") for request in server.requests] == [1, 0]
 
 
 def test_judge_config_errors_say_the_fix():
