@@ -14,6 +14,11 @@ training forward pass through `rollout_func` (TRL sets `images = None` there), a
 loop behind `environment_factory` cannot end an episode or report why it ended, which the
 filters and the reward need. See docs/training.md.
 
+A third override, `_load_from_checkpoint`, makes a resumed run load its checkpoint's weights:
+`save_pretrained` writes Qwen2.5-VL keys in the original layout (`visual.*`, `model.layers.*`) and
+transformers' Trainer loads them by name, so it silently kept the start weights
+(transformers#43701); the override loads through `from_pretrained`, which renames them.
+
 Images in the completion reach the forward pass through TRL's tool-image branch, gated on
 `self.tools` being non-empty: the trainer sets `self.tools` to the python tool for that gate only
 (TRL's own tool loop never runs, since `_generate` is replaced). Image tokens are checked against
@@ -106,6 +111,17 @@ class PyVisionGRPOTrainer(GRPOTrainer):
         self._runners.clear()
 
     # ------------------------------------------------------------------ TRL hooks
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        """Load a checkpoint's weights with `from_pretrained`'s key renaming (see the module docstring)."""
+        from transformers import PreTrainedModel
+
+        target = self.accelerator.unwrap_model(model if model is not None else self.model)
+        if not isinstance(target, PreTrainedModel) or self.is_fsdp_enabled or self.is_deepspeed_enabled:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        saved = type(target).from_pretrained(resume_from_checkpoint, dtype=target.dtype, device_map="cpu",
+                                             local_files_only=True)
+        target.load_state_dict(saved.state_dict(), strict=True)
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         mode = "train" if self.model.training else "eval"

@@ -110,6 +110,21 @@ def test_grpo_steps_train_on_env_episodes(scripted):
     assert history[0]["pyvision/filter/trajectory_pass_rate"] == pytest.approx(2 / 3)
 
 
+def test_a_resumed_run_loads_its_checkpoint_weights(scripted, tmp_path):
+    """`save_pretrained` writes Qwen2.5-VL keys in the original layout; transformers' Trainer loaded
+    them by name and kept the start weights (transformers#43701)."""
+    import torch
+
+    trainer, captured = scripted
+    trained = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.model.save_pretrained(tmp_path)  # what a checkpoint-N folder holds
+    with torch.no_grad():
+        for name, param in trainer.model.named_parameters():
+            param.copy_(captured["before"][name])
+    trainer._load_from_checkpoint(str(tmp_path))
+    assert [n for n, p in trainer.model.named_parameters() if not torch.equal(p, trained[n])] == []
+
+
 def test_observation_tokens_are_masked_and_code_images_reach_the_forward_pass(scripted):
     trainer, captured = scripted
     tokenizer = trainer.codec.tokenizer
