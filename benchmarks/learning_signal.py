@@ -1,8 +1,10 @@
 """Learning signal on CPU: SFT warm start, then GRPO through the real trainer, held-out greedy evals.
 
 Offline and CPU only. A tiny Qwen2.5-VL is built from a config with a byte-level BPE trained on the
-spot on the SFT export's text (pre-tokenized by lines, so a code line the solver always writes is one
-token: a 70-line code cell is ~70 tokens, which a tiny model can write and a CPU can generate).
+spot on the SFT export's text, pre-tokenized by lines with every run of digits apart: a code line
+the solver always writes is one token or a few (the 70-line cell is ~230 tokens, which a tiny model
+can write and a CPU can generate), and the `5` of `ANSWER: 5` in the cell's output is the same token
+as the `5` of `\\boxed{5}`, so the answer is a copy the model can learn.
 
 1. `export_sft` writes the built-in `solver`'s correct episodes of the chosen families (easy).
 2. `train_sft` trains the tiny model on them, saving checkpoints; each is played greedily on probe
@@ -19,7 +21,7 @@ Configurations (same SFT start): `main` (tool reward 0.1, oversampling 2x, filte
 `no_tool_reward` (env reward = accuracy only), `no_filter` (FilterConfig all off: no oversampling,
 every policy end reason kept, tied groups kept, no ranking).
 
-    python benchmarks/learning_signal.py --seeds 0 1 2 --steps 30 --configs main no_tool_reward no_filter
+    python benchmarks/learning_signal.py --seeds 0 1 2 --configs main no_tool_reward no_filter
 
 Writes `<out>/learning_signal.json` and `<out>/learning_signal.png`, prints a table. Runs go to
 `--work` (model, export, SFT and GRPO folders; reused when present).
@@ -68,7 +70,7 @@ def build_model(folder: Path, corpus: Sequence[str], vocab_size: int, hidden: in
     from pyvision_train.tiny_model import build_tiny_qwen
 
     return build_tiny_qwen(folder, corpus=corpus, vocab_size=vocab_size, min_frequency=2, by_lines=True,
-                           hidden=hidden, layers=layers, heads=4, vision_depth=1,
+                           split_numbers=True, hidden=hidden, layers=layers, heads=4, vision_depth=1,
                            chat_template=qwen2_5_vl_chat_template)
 
 
@@ -232,7 +234,7 @@ def grpo_config(args: argparse.Namespace, start: Path, run_dir: Path, name: str,
         "grpo": {"use_cpu": True, "bf16": False, "learning_rate": args.lr, "num_generations": args.group,
                  "per_device_train_batch_size": args.group * args.groups_per_step,
                  "gradient_accumulation_steps": 1, "max_completion_length": args.max_new_tokens,
-                 "temperature": 1.0, "beta": 0.0, "max_steps": args.steps, "logging_steps": 1,
+                 "temperature": args.temperature, "beta": 0.0, "max_steps": args.steps, "logging_steps": 1,
                  "save_strategy": "steps", "save_steps": args.eval_every, "save_total_limit": None,
                  "save_only_model": False, "lr_scheduler_type": "constant", "warmup_steps": 0,
                  "gradient_checkpointing": False, "report_to": [], "seed": seed},
@@ -320,29 +322,30 @@ def table(runs: list[dict[str, Any]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=30, help="GRPO steps per run")
+    parser.add_argument("--steps", type=int, default=50, help="GRPO steps per run")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=CONFIGS)
     parser.add_argument("--families", nargs="+", default=["count_marks"])
     parser.add_argument("--work", type=Path, default=Path("runs/learning_signal"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/learning_signal"))
-    parser.add_argument("--export-episodes", type=int, default=256)
+    parser.add_argument("--export-episodes", type=int, default=512)
     parser.add_argument("--vocab-size", type=int, default=4000)
     parser.add_argument("--hidden", type=int, default=96)
     parser.add_argument("--layers", type=int, default=3)
-    parser.add_argument("--sft-steps", type=int, default=240)
-    parser.add_argument("--sft-probe-every", type=int, default=40)
+    parser.add_argument("--sft-steps", type=int, default=400)
+    parser.add_argument("--sft-probe-every", type=int, default=50)
     parser.add_argument("--sft-lr", type=float, default=5e-3)
     parser.add_argument("--sft-batch", type=int, default=8)
     parser.add_argument("--probe-episodes", type=int, default=32)
     parser.add_argument("--min-protocol", type=float, default=0.8)
-    parser.add_argument("--start-accuracy", type=float, nargs=2, default=[0.2, 0.7], metavar=("LOW", "HIGH"),
+    parser.add_argument("--start-accuracy", type=float, nargs=2, default=[0.3, 0.7], metavar=("LOW", "HIGH"),
                         help="the SFT start is the first probed checkpoint with LOW <= accuracy < HIGH")
     parser.add_argument("--max-turns", type=int, default=3)
-    parser.add_argument("--max-new-tokens", type=int, default=160, help="tokens per model turn")
+    parser.add_argument("--max-new-tokens", type=int, default=300, help="tokens per model turn")
     parser.add_argument("--train-prompts", type=int, default=512)
     parser.add_argument("--group", type=int, default=4, help="GRPO group size (num_generations)")
-    parser.add_argument("--groups-per-step", type=int, default=2)
+    parser.add_argument("--groups-per-step", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-4, help="GRPO learning rate (1e-3 destroyed the SFT policy within 10 steps)")
+    parser.add_argument("--temperature", type=float, default=0.6, help="GRPO sampling temperature")
     parser.add_argument("--eval-every", type=int, default=10)
     parser.add_argument("--eval-episodes", type=int, default=64)
     parser.add_argument("--replot", action="store_true", help="redraw the PNG and table from the JSON in --out")
@@ -393,9 +396,6 @@ def save(out: Path, sft: dict[str, Any], command: str, run: dict[str, Any]) -> l
     path.write_text(json.dumps(report, indent=1) + "\n")
     plot(report["runs"], out / "learning_signal.png")
     return report["runs"]
-
-
-    return 0
 
 
 if __name__ == "__main__":

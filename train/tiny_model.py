@@ -49,6 +49,7 @@ def build_tiny_qwen(
     vocab_size: int = 600,
     min_frequency: int = 0,
     by_lines: bool = False,
+    split_numbers: bool = False,
     hidden: int = 32,
     layers: int = 2,
     heads: int = 2,
@@ -60,8 +61,10 @@ def build_tiny_qwen(
 
     The byte-level BPE is trained on the spot on `corpus` (default: a few protocol lines), with
     the Qwen special tokens; `by_lines` pre-tokenizes by whole lines, so a line seen often in the
-    corpus can become one token (a long code cell a few dozen tokens). The weights come from a
-    fixed seed: the same arguments give the same model.
+    corpus can become one token (a long code cell a few dozen tokens); `split_numbers` keeps every
+    run of digits a token of its own (so `ANSWER: 5` in an observation and `\\boxed{5}` in an
+    answer share the token `5`, which a model can copy). The weights come from a fixed seed: the
+    same arguments give the same model.
     """
     import torch
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -75,13 +78,11 @@ def build_tiny_qwen(
     )
 
     bpe = Tokenizer(models.BPE())
-    if by_lines:
-        bpe.pre_tokenizer = pre_tokenizers.Sequence([
-            pre_tokenizers.Split(Regex(r"[^\n]*\n|[^\n]+"), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ])
-    else:
-        bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    splits = [pre_tokenizers.Split(Regex(r"[^\n]*\n|[^\n]+"), behavior="isolated")] if by_lines else []
+    if split_numbers:
+        splits.append(pre_tokenizers.Split(Regex(r"\d+"), behavior="isolated"))
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=not by_lines)
+    bpe.pre_tokenizer = pre_tokenizers.Sequence([*splits, byte_level]) if splits else byte_level
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
                                   min_frequency=min_frequency, show_progress=False,
