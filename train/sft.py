@@ -159,6 +159,11 @@ def train_sft(
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
+    from pyvision_train.resume import ResumesWithRenamedKeys
+
+    class _SFTTrainer(ResumesWithRenamedKeys, SFTTrainer):
+        """SFTTrainer whose resumed run loads the checkpoint's weights."""
+
     output = Path(output_dir)
     if (output / DONE_FILE).exists():
         done = json.loads((output / DONE_FILE).read_text())
@@ -189,8 +194,8 @@ def train_sft(
         "max_length": None, "gradient_checkpointing": False, "use_cpu": not cuda, "bf16": cuda,
         **(trainer_args or {}),
     })
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
-                         data_collator=collator)
+    trainer = _SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
+                          data_collator=collator)
     last = get_last_checkpoint(str(output)) if output.is_dir() else None
     result = trainer.train(resume_from_checkpoint=last)
     if not math.isfinite(result.training_loss):

@@ -14,10 +14,8 @@ training forward pass through `rollout_func` (TRL sets `images = None` there), a
 loop behind `environment_factory` cannot end an episode or report why it ended, which the
 filters and the reward need. See docs/training.md.
 
-A third override, `_load_from_checkpoint`, makes a resumed run load its checkpoint's weights:
-`save_pretrained` writes Qwen2.5-VL keys in the original layout (`visual.*`, `model.layers.*`) and
-transformers' Trainer loads them by name, so it silently kept the start weights
-(transformers#43701); the override loads through `from_pretrained`, which renames them.
+A resumed run loads its checkpoint's weights through `ResumesWithRenamedKeys` (transformers'
+Trainer kept a Qwen2.5-VL's start weights: see `pyvision_train.resume`).
 
 Images in the completion reach the forward pass through TRL's tool-image branch, gated on
 `self.tools` being non-empty: the trainer sets `self.tools` to the python tool for that gate only
@@ -36,6 +34,7 @@ from trl import GRPOTrainer
 
 from pyvision_train.filtering import ALWAYS_DROPPED, FilterConfig, Outcome, Selection, select_groups
 from pyvision_train.metrics import collapse_metrics
+from pyvision_train.resume import ResumesWithRenamedKeys
 from pyvision_train.rollout import (
     ChatCodec,
     EpisodeRunner,
@@ -79,7 +78,7 @@ class _Pending:
     keep: list[bool]
 
 
-class PyVisionGRPOTrainer(GRPOTrainer):
+class PyVisionGRPOTrainer(ResumesWithRenamedKeys, GRPOTrainer):
     """GRPO where each completion is a whole env episode (see the module docstring).
 
     Args:
@@ -111,17 +110,6 @@ class PyVisionGRPOTrainer(GRPOTrainer):
         self._runners.clear()
 
     # ------------------------------------------------------------------ TRL hooks
-
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
-        """Load a checkpoint's weights with `from_pretrained`'s key renaming (see the module docstring)."""
-        from transformers import PreTrainedModel
-
-        target = self.accelerator.unwrap_model(model if model is not None else self.model)
-        if not isinstance(target, PreTrainedModel) or self.is_fsdp_enabled or self.is_deepspeed_enabled:
-            return super()._load_from_checkpoint(resume_from_checkpoint, model)
-        saved = type(target).from_pretrained(resume_from_checkpoint, dtype=target.dtype, device_map="cpu",
-                                             local_files_only=True)
-        target.load_state_dict(saved.state_dict(), strict=True)
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         mode = "train" if self.model.training else "eval"

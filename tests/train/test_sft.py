@@ -166,3 +166,22 @@ def test_a_killed_sft_run_resumes_from_its_last_checkpoint(tiny_model, dataset_d
     assert done["steps"] == 4 and len(done["losses"]) == 4 and done["losses"][:2] == first
     state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["global_step"] == 4
+
+
+def test_a_resumed_sft_run_ends_with_the_weights_of_an_uninterrupted_one(tiny_model, dataset_dir, tmp_path):
+    """transformers' Trainer resumed a Qwen2.5-VL from its start weights (transformers#43701)."""
+    from safetensors.torch import load_file
+
+    settings = {"batch_size": 2, "learning_rate": 2e-2,  # a constant lr: the schedule must not depend on max_steps
+                "trainer_args": {"disable_tqdm": True, "save_strategy": "steps", "save_steps": 2,
+                                 "lr_scheduler_type": "constant"}}
+    whole = train_sft(tiny_model, dataset_dir, tmp_path / "whole", max_steps=4, **settings)
+    cut = train_sft(tiny_model, dataset_dir, tmp_path / "cut", max_steps=2, **settings)
+    (cut / DONE_FILE).unlink()  # as if killed after checkpoint-2
+    train_sft(tiny_model, dataset_dir, cut, max_steps=4, **settings)
+    expected, got = load_file(whole / "model.safetensors"), load_file(cut / "model.safetensors")
+    assert expected.keys() == got.keys()
+    assert not torch.equal(expected["lm_head.weight"], load_file(tiny_model / "model.safetensors")["lm_head.weight"])
+    assert [k for k in expected if not torch.allclose(expected[k], got[k], atol=1e-6)] == []
+    losses = [json.loads((folder / DONE_FILE).read_text())["losses"] for folder in (whole, cut)]
+    assert losses[0] == pytest.approx(losses[1])
