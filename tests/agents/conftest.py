@@ -10,6 +10,6 @@ def tiny_qwen(tmp_path_factory):
     pytest.importorskip("torch", reason="needs torch: pip install torch torchvision")
     pytest.importorskip("transformers", reason="needs transformers: pip install 'pyvision-env[hf]'")
     pytest.importorskip("torchvision", reason="the Qwen2.5-VL processor needs torchvision")
-    from tiny_qwen import build_tiny_qwen
+    from pyvision_train.tiny_model import build_tiny_qwen
 
     return build_tiny_qwen(tmp_path_factory.mktemp("tiny-qwen"))

@@ -3,7 +3,6 @@ labels on assistant turns only, a few TRL SFTTrainer steps, a checkpoint that lo
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -28,23 +27,13 @@ from pyvision_train.sft import (  # noqa: E402
 )
 
 
-def _tiny_qwen_builder():
-    path = Path(__file__).parents[1] / "agents" / "tiny_qwen.py"
-    spec = importlib.util.spec_from_file_location("tiny_qwen_for_sft", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.build_tiny_qwen
-
-
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     """The tiny model with Qwen2.5-VL's own chat template (the one PyVision-RL models ship), so the
     training template comes from TRL as it would for the real model."""
-    folder = _tiny_qwen_builder()(tmp_path_factory.mktemp("tiny-qwen"))
-    processor = AutoProcessor.from_pretrained(folder)
-    processor.chat_template = qwen2_5_vl_chat_template
-    processor.save_pretrained(folder)
-    return folder
+    from pyvision_train.tiny_model import build_tiny_qwen
+
+    return build_tiny_qwen(tmp_path_factory.mktemp("tiny-qwen"), chat_template=qwen2_5_vl_chat_template)
 
 
 @pytest.fixture(scope="module")
