@@ -53,6 +53,13 @@ def build_trainer(config: TrainConfig, trainer_class: type | None = None):
     from pyvision_train.trainer import PyVisionGRPOTrainer
 
     args = config.grpo_config()
+    train_rows, eval_rows = dataset_rows(config)
+    per_batch = args.generation_batch_size // args.num_generations
+    if len(train_rows) < per_batch:
+        raise ConfigError(
+            f"{len(train_rows)} training prompt(s), fewer than one generation batch takes ({per_batch}: "
+            f"generation_batch_size {args.generation_batch_size} / num_generations {args.num_generations}), "
+            "so the run would train 0 steps: raise data.train_prompts or lower grpo.per_device_train_batch_size")
     processor = AutoProcessor.from_pretrained(config.model.path, local_files_only=True, padding_side="left")
     model = AutoModelForImageTextToText.from_pretrained(config.model.path, local_files_only=True,
                                                         dtype=config.model.dtype)
@@ -77,7 +84,6 @@ def build_trainer(config: TrainConfig, trainer_class: type | None = None):
                 with path.open("a") as handle:
                     handle.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
-    train_rows, eval_rows = dataset_rows(config)
     trainer = (trainer_class or PyVisionGRPOTrainer)(
         make_runner=make_runner,
         filter_config=config.filter,

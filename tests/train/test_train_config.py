@@ -69,6 +69,17 @@ def test_bad_grpo_fields_say_the_fix(tmp_path, override, message):
         config.grpo_config()
 
 
+def test_fewer_prompts_than_one_generation_batch_is_refused_before_loading_the_model(tmp_path):
+    """TRL's sampler would yield no batch: the run would 'finish' after 0 steps."""
+    pytest.importorskip("trl", reason="needs trl: pip install 'pyvision-env[train]'")
+    from pyvision_train.run import build_trainer
+
+    config = load_config(write(tmp_path, BASE), ["data.train_prompts=2", "grpo.num_generations=4",
+                                                 "grpo.per_device_train_batch_size=16"])
+    with pytest.raises(ConfigError, match=r"2 training prompt\(s\), fewer than one generation batch takes \(4"):
+        build_trainer(config)  # model.path 'm' does not exist: the check comes first
+
+
 def test_vllm_server_mode_is_refused(tmp_path, monkeypatch):
     pytest.importorskip("trl", reason="needs trl: pip install 'pyvision-env[train]'")
     config = load_config(write(tmp_path, BASE), ["grpo.use_vllm=true", "grpo.vllm_mode=server"])
