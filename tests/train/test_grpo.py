@@ -28,7 +28,7 @@ def _config(tmp_path, model, tasks, **grpo):
         "env": {"id": "PyVisionImage-v0", "train_max_turns": 3, "kwargs": {"tasks": tasks}},
         "data": {"train_prompts": 4, "eval_prompts": 1},
         "rollout": {"num_workers": 2},
-        "grpo": {"use_cpu": True, "bf16": False, "learning_rate": 0.05, "num_generations": 3,
+        "grpo": {"use_cpu": True, "bf16": False, "learning_rate": 0.01, "num_generations": 3,
                  "per_device_train_batch_size": 3, "steps_per_generation": 2,
                  "gradient_accumulation_steps": 2, "per_device_eval_batch_size": 3,
                  "max_completion_length": 16, "max_steps": 2,
@@ -123,6 +123,34 @@ def test_a_resumed_run_loads_its_checkpoint_weights(scripted, tmp_path):
             param.copy_(captured["before"][name])
     trainer._load_from_checkpoint(str(tmp_path))
     assert [n for n, p in trainer.model.named_parameters() if not torch.equal(p, trained[n])] == []
+
+
+def test_training_moves_the_policy_toward_the_rewarded_answer(scripted):
+    """The sign of the whole loop: in every group the "A" answer earned 1.1 and the "B" answer 0,
+    so after training the model must give the "A" answer turn more likelihood against "B" than before."""
+    import torch
+
+    trainer, captured = scripted
+    tokenizer, model = trainer.codec.tokenizer, trainer.model
+    context = tokenizer.encode("<|im_start|>assistant\n", add_special_tokens=False)
+
+    def log_likelihood(letter: str) -> float:
+        turn = tokenizer.encode(answer_turn(letter), add_special_tokens=False) + [tokenizer.eos_token_id]
+        ids = torch.tensor([context + turn])
+        with torch.no_grad():
+            logps = model(input_ids=ids).logits[0, :-1].log_softmax(-1)
+        return float(logps[torch.arange(len(context) - 1, ids.shape[1] - 1), ids[0, len(context):]].sum())
+
+    trained = {n: p.detach().clone() for n, p in model.named_parameters()}
+    after = log_likelihood("A") - log_likelihood("B")
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            param.copy_(captured["before"][name])
+    before = log_likelihood("A") - log_likelihood("B")
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            param.copy_(trained[name])
+    assert after > before + 1.0, (before, after)
 
 
 def test_observation_tokens_are_masked_and_code_images_reach_the_forward_pass(scripted):
