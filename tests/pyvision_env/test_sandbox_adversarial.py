@@ -42,8 +42,8 @@ HOSTILE = [
     ("thread-bomb", "import threading, time\nwhile True:\n"
      "    threading.Thread(target=time.sleep, args=(100,), daemon=True).start()",
      {CellStatus.ERROR, CellStatus.TIMEOUT}),
-    # Touched memory: stopped by the memory limit, or by the time limit where page faults in the
-    # confined worker are slow (seen on a Firecracker VM: ~0.5 s per 64 MiB chunk).
+    # Touched memory: stopped by the memory limit, or by the time limit where first-touch page
+    # faults are slow (a VM that hands freed memory back to its host: up to ~0.5 s per 64 MiB).
     ("memory-bomb", "chunks = []\nwhile True:\n    chunks.append(bytearray(64 * 1024 * 1024))",
      {CellStatus.ERROR, CellStatus.TIMEOUT}),
     # Untouched memory (calloc'd zero pages) costs no faults: only the memory limit can stop it.
