@@ -6,9 +6,7 @@ import base64
 import io
 import json
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import gymnasium as gym
 import pytest
@@ -20,62 +18,9 @@ import pyvision_env  # noqa: F401,E402
 from pyvision_agents.bench import bench  # noqa: E402
 from pyvision_agents.registry import make_agent  # noqa: E402
 from pyvision_agents.runner import AGENT_ERROR, run_episodes  # noqa: E402
+from fake_openai import FakeOpenAI, completion  # noqa: E402
 
 CODE = "I will look.\n<code>\n```python\nprint('ANSWER: 3')\n```\n"  # stop string eaten by the server
-
-
-class FakeServer:
-    """An OpenAI-compatible `/v1/chat/completions` whose replies come from `script(request, n)`.
-
-    `script` returns (status, body dict, delay seconds[, headers dict]); every request body is
-    kept in `requests`, with the time it arrived in `times`.
-    """
-
-    def __init__(self, script):
-        self.script, self.requests, self.times, self.lock = script, [], [], threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's name
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with server.lock:
-                    server.requests.append(body)
-                    server.times.append(time.monotonic())
-                    n = len(server.requests)
-                status, reply, delay, *headers = server.script(body, n)
-                time.sleep(delay)
-                data = json.dumps(reply).encode()
-                try:
-                    self.send_response(status)
-                    for key, value in (headers[0] if headers else {}).items():
-                        self.send_header(key, value)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except OSError:
-                    pass  # the client gave up (timeout test)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-def completion(content, tool_calls=None):
-    message = {"role": "assistant", "content": content}
-    if tool_calls:
-        message["tool_calls"] = tool_calls
-    return {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
-            "choices": [{"index": 0, "message": message,
-                         "finish_reason": "tool_calls" if tool_calls else "stop"}]}
 
 
 def tag_script(body, n):
@@ -85,7 +30,7 @@ def tag_script(body, n):
 
 @pytest.fixture
 def server(request):
-    fake = FakeServer(getattr(request, "param", tag_script))
+    fake = FakeOpenAI(getattr(request, "param", tag_script))
     yield fake
     fake.close()
 
