@@ -182,13 +182,14 @@ class PyVisionGRPOTrainer(ResumesWithRenamedKeys, GRPOTrainer):
 
     def _extra_groups(self, num_groups: int, size: int) -> list[list[dict[str, Any]]]:
         """Oversampled prompt groups, drawn from the training set by (seed, step, process): a resumed
-        run draws the same ones."""
+        run draws the same ones. Each row is a dict of its own: TRL writes every trajectory's reward
+        and keep flag into its row, so rows sharing one dict would all score as the group's last."""
         count = self.filter_config.extra_groups(num_groups)
         if count == 0:
             return []
         rng = np.random.default_rng([self.args.seed, self.state.global_step, self.accelerator.process_index])
         rows = rng.integers(len(self.train_dataset), size=count)
-        return [[dict(self.train_dataset[int(i)])] * size for i in rows]
+        return [[dict(self.train_dataset[int(i)]) for _ in range(size)] for i in rows]
 
     def _select(self, played: list[list[Trajectory]], num_groups: int, mode: str) -> Selection:
         if mode == "train":

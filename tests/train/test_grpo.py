@@ -19,10 +19,11 @@ pytest.importorskip("trl", reason="needs trl: pip install 'pyvision-env[train]'"
 SHOW = code_turn("plt.imshow(image_clue_0)\nplt.show()")
 
 
-def _config(tmp_path, model, tasks, **grpo):
+def _config(tmp_path, model, tasks, filters=None, **grpo):
     from pyvision_train.config import from_dict
 
     return from_dict({
+        "filter": filters or {},
         "output_dir": str(tmp_path / "run"),
         "model": {"path": str(model), "dtype": "float32"},
         "env": {"id": "PyVisionImage-v0", "train_max_turns": 3, "kwargs": {"tasks": tasks}},
@@ -189,6 +190,45 @@ def test_advantages_are_computed_after_filtering(scripted):
         assert rewards[start: start + 3][:2] == pytest.approx([1.1, 0.0])
         assert dropped == 0.0
         assert right == pytest.approx(-wrong) and right > 0  # the dropped 0 is not in the baseline
+
+
+def test_oversampled_groups_are_scored_per_trajectory(tmp_path, tiny_model, letter_tasks):
+    """The drawn groups all answer wrong (tied: dropped), so the batch is filled with the oversampled
+    groups, whose first episode answers right: TRL must score each of their trajectories by its own
+    reward. (Rows sharing one dict once gave every row the group's last reward: zero advantage.)"""
+    from pyvision_train.rollout import TurnOutput
+    from pyvision_train.run import build_trainer
+    from pyvision_train.trainer import PyVisionGRPOTrainer
+
+    scored = []
+
+    class Oversampled(PyVisionGRPOTrainer):
+        def _generate_turns(self, requests):  # 12 episodes, all alive until their answer turn
+            tokenizer = self.codec.tokenizer
+            outputs = []
+            for k, request in enumerate(requests):
+                if tokenizer.decode(request.ids).count("<|im_start|>assistant") == 1:
+                    outputs.append(TurnOutput(tokenizer.encode(SHOW, add_special_tokens=False)))
+                    continue
+                letter = "A" if k >= 6 and k % 3 == 0 else "B"
+                outputs.append(TurnOutput(tokenizer.encode(answer_turn(letter), add_special_tokens=False)
+                                          + [tokenizer.eos_token_id]))
+            return outputs
+
+        def _generate_and_score_completions(self, inputs):
+            scored.append(super()._generate_and_score_completions(inputs))
+            return scored[-1]
+
+    filters = {"oversample": 2.0, "drop_tied_groups": True, "rank_by_std": True}
+    trainer = build_trainer(_config(tmp_path, tiny_model, letter_tasks, filters, max_steps=1), Oversampled)
+    try:
+        trainer.train()
+    finally:
+        trainer.close()
+    assert trainer.state.log_history[0]["pyvision/filter/group_pass_rate"] == pytest.approx(0.5)
+    advantages = scored[0]["advantages"].tolist()
+    assert len(advantages) == 6
+    assert all(a > 0 for a in advantages[0::3]) and all(a < 0 for k, a in enumerate(advantages) if k % 3)
 
 
 def test_validation_plays_with_its_own_turn_budget(scripted):
