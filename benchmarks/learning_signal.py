@@ -62,14 +62,15 @@ class EvalResult:
 # ---------------------------------------------------------------------- model
 
 
-def build_model(folder: Path, corpus: Sequence[str], vocab_size: int, hidden: int, layers: int) -> Path:
+def build_model(folder: Path, corpus: Sequence[str], vocab_size: int, hidden: int, layers: int,
+                min_frequency: int) -> Path:
     """A random tiny Qwen2.5-VL whose BPE is trained on `corpus`, pre-tokenized by lines, with
     Qwen2.5-VL's own chat template (so SFT gets TRL's training variant of it, as the real model would)."""
     from trl.chat_template_utils import qwen2_5_vl_chat_template
 
     from pyvision_train.tiny_model import build_tiny_qwen
 
-    return build_tiny_qwen(folder, corpus=corpus, vocab_size=vocab_size, min_frequency=2, by_lines=True,
+    return build_tiny_qwen(folder, corpus=corpus, vocab_size=vocab_size, min_frequency=min_frequency, by_lines=True,
                            split_numbers=True, hidden=hidden, layers=layers, heads=4, vision_depth=1,
                            chat_template=qwen2_5_vl_chat_template)
 
@@ -172,7 +173,7 @@ def prepare(args: argparse.Namespace, work: Path) -> tuple[Path, dict[str, Any]]
         print(f"export: {stats.written} rows of {stats.episodes} episodes", flush=True)
     base = work / "base"
     if not (base / "config.json").exists():
-        build_model(base, export_corpus(data), args.vocab_size, args.hidden, args.layers)
+        build_model(base, export_corpus(data), args.vocab_size, args.hidden, args.layers, args.min_frequency)
     info["export"] = json.loads((data / "export.json").read_text())
     sft_dir = work / "sft"
     trained_before = (sft_dir / "sft.json").exists()
@@ -234,7 +235,7 @@ def grpo_config(args: argparse.Namespace, start: Path, run_dir: Path, name: str,
         "grpo": {"use_cpu": True, "bf16": False, "learning_rate": args.lr, "num_generations": args.group,
                  "per_device_train_batch_size": args.group * args.groups_per_step,
                  "gradient_accumulation_steps": 1, "max_completion_length": args.max_new_tokens,
-                 "temperature": args.temperature, "beta": 0.0, "max_steps": args.steps, "logging_steps": 1,
+                 "temperature": args.temperature, "beta": args.beta, "max_steps": args.steps, "logging_steps": 1,
                  "save_strategy": "steps", "save_steps": args.eval_every, "save_total_limit": None,
                  "save_only_model": False, "lr_scheduler_type": "constant", "warmup_steps": 0,
                  "gradient_checkpointing": False, "report_to": [], "seed": seed},
@@ -329,6 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/learning_signal"))
     parser.add_argument("--export-episodes", type=int, default=512)
     parser.add_argument("--vocab-size", type=int, default=4000)
+    parser.add_argument("--min-frequency", type=int, default=32,
+                        help="a BPE merge must occur this often in the export's text (see the module docstring)")
     parser.add_argument("--hidden", type=int, default=96)
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--sft-steps", type=int, default=400)
@@ -346,6 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--groups-per-step", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-4, help="GRPO learning rate (1e-3 destroyed the SFT policy within 10 steps)")
     parser.add_argument("--temperature", type=float, default=0.6, help="GRPO sampling temperature")
+    parser.add_argument("--beta", type=float, default=0.0, help="GRPO KL coefficient against the SFT start")
     parser.add_argument("--eval-every", type=int, default=10)
     parser.add_argument("--eval-episodes", type=int, default=64)
     parser.add_argument("--replot", action="store_true", help="redraw the PNG and table from the JSON in --out")
