@@ -27,12 +27,16 @@ class ModelConfig:
 
     Attributes:
         path: a local model folder (weights, processor, chat template); nothing is downloaded.
-        dtype: torch dtype name for the weights ("auto", "float32", "bfloat16").
+        dtype: torch dtype name the weights load in ("float32", "bfloat16", "auto": the
+            checkpoint's). Trainable 16-bit weights need DeepSpeed, whose optimizer keeps fp32
+            master weights: AdamW updating bf16 weights in place rounds updates of lr ~1e-6
+            away for almost every weight, so `build_trainer` refuses them otherwise. For bf16
+            compute on fp32 weights set `grpo.bf16: true` (TRL's default load is float32 too).
         freeze_vision_tower: train the language model only (PyVision-RL froze the vision tower).
     """
 
     path: str = ""
-    dtype: str = "auto"
+    dtype: str = "float32"
     freeze_vision_tower: bool = True
 
     def __post_init__(self) -> None:

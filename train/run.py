@@ -95,6 +95,13 @@ def build_trainer(config: TrainConfig, trainer_class: type | None = None):
         processing_class=processor,
         callbacks=[JsonlMetrics()],
     )
+    low = sorted({str(p.dtype) for p in model.parameters() if p.requires_grad and p.element_size() < 4})
+    if low and not trainer.is_deepspeed_enabled:
+        raise ConfigError(
+            f"model.dtype {config.model.dtype!r} gives trainable {', '.join(low)} weights, which the optimizer "
+            "would update in place: steps below half a rounding step (most weights at lr 1e-6) are lost, so "
+            "training silently stalls. Set model.dtype: float32 (grpo.bf16: true still computes in bf16), or "
+            "launch with DeepSpeed (its optimizer keeps fp32 master weights)")
     return trainer
 
 

@@ -180,9 +180,8 @@ def train_sft(
     processor = AutoProcessor.from_pretrained(str(model_path))
     collator = AssistantOnlyCollator(processor, training_chat_template(processor, chat_template))
     cuda = torch.cuda.is_available()
-    model = AutoModelForImageTextToText.from_pretrained(
-        str(model_path), dtype=torch.bfloat16 if cuda else torch.float32
-    )
+    # fp32 weights (bf16 compute on CUDA via `bf16`): AdamW on bf16 weights loses small updates
+    model = AutoModelForImageTextToText.from_pretrained(str(model_path), dtype=torch.float32)
     if freeze_vision_tower:
         from pyvision_train.run import freeze_vision_tower as freeze
 

@@ -244,3 +244,16 @@ def test_validation_plays_with_its_own_turn_budget(scripted):
 def test_hf_generation_suppresses_every_vision_token(scripted):
     trainer, _ = scripted
     assert trainer.codec.vision_ids <= set(trainer.generation_config.suppress_tokens)
+
+
+def test_trainable_bf16_weights_without_deepspeed_are_refused(tmp_path, tiny_model, letter_tasks):
+    """AdamW updating bf16 weights in place loses every step below half a rounding step: at the
+    7B configs' lr (1e-6) almost all of them, so a run would train nothing while its loss looks fine."""
+    from dataclasses import replace
+
+    from pyvision_train.config import ConfigError
+    from pyvision_train.run import build_trainer
+
+    config = _config(tmp_path, tiny_model, letter_tasks)
+    with pytest.raises(ConfigError, match=r"trainable torch.bfloat16 weights.*model.dtype: float32"):
+        build_trainer(replace(config, model=replace(config.model, dtype="bfloat16")))
