@@ -417,9 +417,11 @@ class EpisodeRunner:
         if terminated or truncated:
             return trajectory, rendered
         suffix, new_rendered, images = self.codec.observation_text(rendered, text, action, info[keys.MESSAGES])
-        eos_text = self.codec.tokenizer.eos_token or ""
-        if ids and ids[-1] in self.eos_ids and eos_text and suffix.startswith(eos_text):
-            suffix = suffix[len(eos_text):]  # the sampled EOS already closes the turn
+        # a sampled end token that is the template's closing already closes the turn (another end
+        # id, say <|endoftext|> where the template closes with <|im_end|>, does not)
+        eos_text = self.codec.tokenizer.convert_ids_to_tokens(ids[-1]) if ids and ids[-1] in self.eos_ids else ""
+        if eos_text and suffix.startswith(eos_text):
+            suffix = suffix[len(eos_text):]
         encoded = self.codec.encode(suffix, images[len(trajectory.images):])
         trajectory.images.extend(images[len(trajectory.images):])
         _add_features(trajectory, encoded)

@@ -33,7 +33,7 @@ def tools_codec(tiny_model):
     return ChatCodec(processor, "tools")
 
 
-def play(codec, tasks, turns, *, max_context_tokens=100_000, **env_kwargs):
+def play(codec, tasks, turns, *, max_context_tokens=100_000, eos_ids=None, **env_kwargs):
     """Play one episode whose model turns are the texts in `turns` (str, or token ids)."""
     from pyvision_train.rollout import EpisodeRunner, EpisodeStart, TurnOutput
 
@@ -47,7 +47,7 @@ def play(codec, tasks, turns, *, max_context_tokens=100_000, **env_kwargs):
 
     kwargs = {"tasks": tasks, "max_turns": 5, **env_kwargs}
     runner = EpisodeRunner(codec, lambda env_id: gym.make(env_id, **kwargs), num_workers=1,
-                           max_context_tokens=max_context_tokens, eos_ids=[tokenizer.eos_token_id])
+                           max_context_tokens=max_context_tokens, eos_ids=eos_ids or [tokenizer.eos_token_id])
     try:
         trajectories, times = runner.run([EpisodeStart("PyVisionImage-v0", 0)], generate)
     finally:
@@ -101,6 +101,17 @@ def test_the_sampled_eos_closes_the_turn_once(codec, letter_tasks):
     trajectory = play(codec, letter_tasks, [with_eos, answer_turn("A")])
     full = tokenizer.decode(trajectory.completion_ids, skip_special_tokens=False)
     assert full.startswith("no code here<|im_end|>\n<|im_start|>observation")
+
+
+def test_another_end_token_leaves_the_templates_closing_in_place(codec, letter_tasks):
+    """Qwen's generation config ends a turn on <|endoftext|> too; the template still closes the
+    assistant message with <|im_end|>, which must stay (only a sampled <|im_end|> replaces it)."""
+    tokenizer = codec.tokenizer
+    end_ids = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|endoftext|>")]
+    with_other_end = tokenizer.encode("no code here", add_special_tokens=False) + [end_ids[1]]
+    trajectory = play(codec, letter_tasks, [with_other_end, answer_turn("A")], eos_ids=end_ids)
+    full = tokenizer.decode(trajectory.completion_ids, skip_special_tokens=False)
+    assert full.startswith("no code here<|endoftext|><|im_end|>\n<|im_start|>observation")
 
 
 def test_image_tokens_agree_with_features_after_code_figures(codec, letter_tasks):
