@@ -155,7 +155,7 @@ class PyVisionGRPOTrainer(ResumesWithRenamedKeys, GRPOTrainer):
         any_images = any(t.images for t in trajectories)
         images = [list(t.images) or None for t in trajectories] if any_images else None
         tool_images = [list(t.images) for t in trajectories] if any_images else []
-        self._log_lengths(prompt_ids, tool_mask)
+        self._log_lengths(prompt_ids, [t.tool_mask for t, kept in zip(trajectories, keep) if kept])
         return prompt_ids, completion_ids, tool_mask, completions, logprobs, extra_fields, images, tool_images
 
     # ------------------------------------------------------------------ pieces
@@ -213,15 +213,22 @@ class PyVisionGRPOTrainer(ResumesWithRenamedKeys, GRPOTrainer):
         return {n: (table[:, k].max() if n.endswith("/max") else table[:, k].mean()).item()
                 for k, n in enumerate(names)}
 
-    def _log_lengths(self, prompt_ids: Sequence[list[int]], tool_mask: Sequence[list[int]]) -> None:
-        """The token counts TRL's own `_generate` logs (model tokens only in completions)."""
+    def _log_lengths(self, prompt_ids: Sequence[list[int]], kept_masks: Sequence[list[int]]) -> None:
+        """The token counts TRL's own `_generate` logs, over every process: model tokens of the
+        kept trajectories (dropped and padding rows train no token and would pull the mean down)."""
+        from accelerate.utils import gather_object
+
         mode = "train" if self.model.training else "eval"
-        model_tokens = [sum(mask) for mask in tool_mask]
+        local = [sum(mask) for mask in kept_masks]
+        model_tokens = gather_object(local) if self.accelerator.num_processes > 1 else local
         if mode == "train":
-            self.state.num_input_tokens_seen += sum(map(len, prompt_ids)) + sum(model_tokens)
+            seen = sum(map(len, prompt_ids)) + sum(local)
+            self.state.num_input_tokens_seen += (sum(gather_object([seen])) if self.accelerator.num_processes > 1
+                                                 else seen)
         self._metrics[mode]["num_tokens"] = [self.state.num_input_tokens_seen]
-        self._metrics[mode]["completions/mean_length"].append(float(np.mean(model_tokens)))
-        self._metrics[mode]["completions/max_length"].append(float(np.max(model_tokens)))
+        if model_tokens:
+            self._metrics[mode]["completions/mean_length"].append(float(np.mean(model_tokens)))
+            self._metrics[mode]["completions/max_length"].append(float(np.max(model_tokens)))
 
 
 def _whole_groups(inputs: list[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:

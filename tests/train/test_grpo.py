@@ -109,6 +109,9 @@ def test_grpo_steps_train_on_env_episodes(scripted):
     assert history[0]["pyvision/end_reason/INVALID_OUTPUT"] == pytest.approx(1 / 3)
     assert history[0]["pyvision/reward/tool"] == pytest.approx(0.1 / 3)  # one correct cell-user per group
     assert history[0]["pyvision/filter/trajectory_pass_rate"] == pytest.approx(2 / 3)
+    _, _, tool_mask, _, _, extra, _, _ = captured["tuples"][0]
+    kept_lengths = [sum(mask) for mask, kept in zip(tool_mask, extra["keep"]) if kept]
+    assert history[0]["completions/mean_length"] == pytest.approx(sum(kept_lengths) / len(kept_lengths))
 
 
 def test_a_resumed_run_loads_its_checkpoint_weights(scripted, tmp_path):
