@@ -386,19 +386,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def save(out: Path, sft: dict[str, Any], command: str, run: dict[str, Any]) -> list[dict[str, Any]]:
     """Add `run` to `<out>/learning_signal.json` (runs of other invocations on the same SFT start are
-    kept, so configurations can run in separate processes), redraw the PNG, return every run."""
+    kept, so configurations can run in separate processes: the read-merge-write holds a lock and
+    replaces the file whole), redraw the PNG, return every run."""
+    import fcntl
+    import os
+
     path = out / "learning_signal.json"
-    report = {"commands": [], "sft": sft, "runs": []}
-    if path.exists():
-        earlier = json.loads(path.read_text())
-        if earlier["sft"]["start"] == sft["start"]:
-            report = {**earlier, "sft": {**earlier["sft"], **sft}}
-    report["runs"] = [r for r in report["runs"] if (r["config"], r["seed"]) != (run["config"], run["seed"])] + [run]
-    report["runs"].sort(key=lambda r: (CONFIGS.index(r["config"]), r["seed"]))
-    if command not in report["commands"]:
-        report["commands"].append(command)
-    path.write_text(json.dumps(report, indent=1) + "\n")
-    plot(report["runs"], out / "learning_signal.png")
+    folder = os.open(out, os.O_RDONLY)  # the lock: flock on the folder itself, no file left behind
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        report = {"commands": [], "sft": sft, "runs": []}
+        if path.exists():
+            earlier = json.loads(path.read_text())
+            if earlier["sft"]["start"] == sft["start"]:
+                report = {**earlier, "sft": {**earlier["sft"], **sft}}
+        report["runs"] = [r for r in report["runs"] if (r["config"], r["seed"]) != (run["config"], run["seed"])]
+        report["runs"] = sorted(report["runs"] + [run], key=lambda r: (CONFIGS.index(r["config"]), r["seed"]))
+        if command not in report["commands"]:
+            report["commands"].append(command)
+        partial = path.with_suffix(".json.partial")
+        partial.write_text(json.dumps(report, indent=1) + "\n")
+        partial.replace(path)
+        plot(report["runs"], out / "learning_signal.png")
+    finally:
+        os.close(folder)  # releases the lock
     return report["runs"]
 
 
