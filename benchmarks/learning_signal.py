@@ -4,7 +4,10 @@ Offline and CPU only. A tiny Qwen2.5-VL is built from a config with a byte-level
 spot on the SFT export's text, pre-tokenized by lines with every run of digits apart: a code line
 the solver always writes is one token or a few (the 70-line cell is ~230 tokens, which a tiny model
 can write and a CPU can generate), and the `5` of `ANSWER: 5` in the cell's output is the same token
-as the `5` of `\\boxed{5}`, so the answer is a copy the model can learn.
+as the `5` of `\\boxed{5}`, so the answer is a copy the model can learn. A merge must occur
+`--min-frequency` (32) times: with 2, each of the 36 colour-and-shape questions became one token of
+its own, seen in 1/36 of the prompts, and the shape to write was a per-question lookup that 50 GRPO
+steps moved little (docs/training.md); with 32 the question splits into a colour and a shape token.
 
 1. `export_sft` writes the built-in `solver`'s correct episodes of the chosen families (easy).
 2. `train_sft` trains the tiny model on them, saving checkpoints; each is played greedily on probe
