@@ -96,6 +96,20 @@ def export_corpus(dataset_dir: Path) -> list[str]:
 def evaluate(model_dir: Path, seeds: Sequence[int], env_kwargs: dict[str, Any], max_new_tokens: int,
              step: int = 0) -> EvalResult:
     """Play one greedy episode per seed with the checkpoint at `model_dir` (the trainer's episode runner)."""
+    trajectories, _ = play_greedy(model_dir, seeds, env_kwargs, max_new_tokens)
+    n = len(trajectories)
+    return EvalResult(
+        step=step, episodes=n,
+        accuracy=sum(t.correct for t in trajectories) / n,
+        protocol=sum(t.end_reason == "DONE" and t.num_code_cells > 0 for t in trajectories) / n,
+        code_cells=sum(t.num_code_cells for t in trajectories) / n,
+        zero_tool_share=sum(t.num_code_cells == 0 for t in trajectories) / n,
+        reward=sum(t.reward for t in trajectories) / n,
+    )
+
+
+def play_greedy(model_dir: Path, seeds: Sequence[int], env_kwargs: dict[str, Any], max_new_tokens: int):
+    """The trajectories of one greedy episode per seed, and the codec that tokenized them."""
     import gymnasium as gym
     import torch
     from pyvision_train.rollout import (
@@ -143,15 +157,26 @@ def evaluate(model_dir: Path, seeds: Sequence[int], env_kwargs: dict[str, Any], 
         trajectories, _ = runner.run([EpisodeStart(ENV_ID, seed) for seed in seeds], generate)
     finally:
         runner.close()
+    return trajectories, codec
+
+
+def skill_split(model_dir: Path, args: argparse.Namespace) -> dict[str, float]:
+    """`count_marks` accuracy split by skill on the held-out seeds: the share of episodes whose
+    cell names the question's shape, and whose `\\boxed{}` holds the count the cell printed."""
+    import re
+
+    seeds = range(EVAL_SEED, EVAL_SEED + args.eval_episodes)
+    trajectories, codec = play_greedy(model_dir, seeds, env_kwargs(args), args.max_new_tokens)
+    shape = copied = 0
+    for t in trajectories:
+        asked = re.search(r"How many \w+ (circle|square|triangle)s", codec.tokenizer.decode(t.prompt_ids))
+        text = codec.tokenizer.decode(t.completion_ids)
+        written = re.search(r"'shape': '(\w+)'", text)
+        printed, boxed = re.search(r"ANSWER: (\d+)", text), re.findall(r"\\boxed\{([^}]*)\}", text)
+        shape += bool(asked and written and asked.group(1) == written.group(1))
+        copied += bool(printed and boxed and boxed[-1].strip() == printed.group(1))
     n = len(trajectories)
-    return EvalResult(
-        step=step, episodes=n,
-        accuracy=sum(t.correct for t in trajectories) / n,
-        protocol=sum(t.end_reason == "DONE" and t.num_code_cells > 0 for t in trajectories) / n,
-        code_cells=sum(t.num_code_cells for t in trajectories) / n,
-        zero_tool_share=sum(t.num_code_cells == 0 for t in trajectories) / n,
-        reward=sum(t.reward for t in trajectories) / n,
-    )
+    return {"accuracy": sum(t.correct for t in trajectories) / n, "shape_right": shape / n, "count_copied": copied / n}
 
 
 # ---------------------------------------------------------------------- stages
@@ -356,7 +381,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--eval-every", type=int, default=10)
     parser.add_argument("--eval-episodes", type=int, default=64)
     parser.add_argument("--replot", action="store_true", help="redraw the PNG and table from the JSON in --out")
+    parser.add_argument("--skills", type=Path, nargs="+", metavar="CHECKPOINT",
+                        help="only print each checkpoint's held-out accuracy split by skill (count_marks)")
     args = parser.parse_args(argv)
+    if args.skills:
+        for checkpoint in args.skills:
+            print(checkpoint, json.dumps(skill_split(checkpoint, args)), flush=True)
+        return 0
     if args.replot:
         runs = json.loads((args.out / "learning_signal.json").read_text())["runs"]
         plot(runs, args.out / "learning_signal.png")
