@@ -213,6 +213,11 @@ class TrainConfig:
         if grpo.get("use_vllm") and grpo.get("vllm_mode", "colocate") != "colocate":
             raise ConfigError("grpo.vllm_mode must be 'colocate': in server mode trl 1.16 pairs "
                               "multi-turn completions with the wrong rollout on several GPUs (trl PR #6673)")
+        if grpo.get("mask_truncated_completions"):
+            raise ConfigError("grpo.mask_truncated_completions must stay false: TRL counts a completion as truncated "
+                              "when its last token is not an end token, which every episode ending on a code turn "
+                              "is (EXCEED_MAX_TURNS, ERROR_IN_ACTION), so it would silently train none of them; "
+                              "the filter's keep_end_reasons chooses which episodes train")
         _check_device(grpo)
         try:
             args = GRPOConfig(output_dir=self.output_dir, **grpo)

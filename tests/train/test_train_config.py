@@ -61,6 +61,7 @@ def test_bad_values_say_the_fix(tmp_path, override, message):
     ("grpo.output_dir=x", "top-level output_dir"),
     ("grpo.num_generations=3", "divisible by num_generations"),
     ("grpo.bf16=true", "grpo.use_cpu: true and grpo.bf16: false"),
+    ("grpo.mask_truncated_completions=true", "ending on a code turn"),
 ])
 def test_bad_grpo_fields_say_the_fix(tmp_path, override, message):
     pytest.importorskip("trl", reason="needs trl: pip install 'pyvision-env[train]'")
