@@ -220,11 +220,9 @@ class PyVisionGRPOTrainer(ResumesWithRenamedKeys, GRPOTrainer):
 
         mode = "train" if self.model.training else "eval"
         local = [sum(mask) for mask in kept_masks]
-        model_tokens = gather_object(local) if self.accelerator.num_processes > 1 else local
+        model_tokens = gather_object(local)  # the list itself on one process
         if mode == "train":
-            seen = sum(map(len, prompt_ids)) + sum(local)
-            self.state.num_input_tokens_seen += (sum(gather_object([seen])) if self.accelerator.num_processes > 1
-                                                 else seen)
+            self.state.num_input_tokens_seen += sum(gather_object([sum(map(len, prompt_ids)) + sum(local)]))
         self._metrics[mode]["num_tokens"] = [self.state.num_input_tokens_seen]
         if model_tokens:
             self._metrics[mode]["completions/mean_length"].append(float(np.mean(model_tokens)))
